@@ -1,0 +1,106 @@
+"""Map-style datasets that yield (image tensor, label) pairs through an albumentations pipeline."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from cvkit.data.images import CorruptImageError, read_rgb
+
+log = logging.getLogger(__name__)
+
+
+class ImageSource(Protocol):
+    """Indexable images, each returned as an HxWx3 uint8 array."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    def describe(self, index: int) -> str: ...
+
+
+class ArrayImages:
+    """Images held in memory as an (N, H, W) or (N, H, W, C) uint8 array; grayscale becomes 3-channel."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        if array.dtype != np.uint8:
+            raise TypeError(f"expected uint8 images, got {array.dtype}")
+        self.array = array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        image = self.array[index]
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        elif image.shape[2] == 1:
+            image = np.repeat(image, 3, axis=2)
+        return image
+
+    def describe(self, index: int) -> str:
+        return f"#{index}"
+
+
+class FileImages:
+    """Images read from files on every access (RGB; grayscale and palette files are converted)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return read_rgb(self.paths[index])
+
+    def describe(self, index: int) -> str:
+        return str(self.paths[index])
+
+
+class ClassificationDataset(Dataset):
+    """Labelled images through a transform pipeline.
+
+    An item may be asked for as ``index`` or ``(index, seed)``: with a seed, the random augmentations of
+    that sample are drawn from it, so a sample's augmentation depends only on (run seed, epoch, index)
+    and not on worker count, worker state or resumption. An unreadable image yields None (the collate
+    function drops it) unless ``strict``, in which case it raises CorruptImageError.
+    """
+
+    def __init__(self, images: ImageSource, labels: np.ndarray, transform: A.Compose, strict: bool) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+        self.strict = strict
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int] | None:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        try:
+            image = self.images[index]
+        except CorruptImageError as err:
+            if self.strict:
+                raise
+            log.warning("skipping unreadable image: %s", err.args[0].split(". Remove")[0])
+            return None
+        if seed is not None:
+            self.transform.set_random_seed(seed)
+        return self.transform(image=image)["image"], int(self.labels[index])
+
+
+def collate_skipping_none(batch: list[Any]) -> Any:
+    """Default collation after dropping the samples that could not be read (None if none could)."""
+    kept = [sample for sample in batch if sample is not None]
+    return default_collate(kept) if kept else None
