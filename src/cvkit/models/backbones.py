@@ -1,0 +1,108 @@
+"""timm classifiers by family, with each family's input-size rules checked before training starts."""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from cvkit.errors import CvkitError
+from cvkit.models.weights import pretrained_file
+
+
+@dataclass(frozen=True)
+class Family:
+    """A backbone family: which timm names belong to it and the smallest input it accepts."""
+
+    patterns: tuple[str, ...]
+    min_size: int = 1
+    patch_grid: bool = False  # ViT-style: the input must be a whole number of patches
+
+
+FAMILIES = {
+    "resnet": Family(("resnet*", "resnext*", "wide_resnet*", "seresnet*", "seresnext*", "resnetv2*")),
+    "inception": Family(("inception*",), min_size=75),
+    "mobilenet": Family(("mobilenet*",)),
+    "efficientnet": Family(("efficientnet*", "tf_efficientnet*")),
+    "vit": Family(("vit_*", "deit*", "deit3*"), patch_grid=True),
+}
+
+
+def check_name(family: str, name: str) -> Family:
+    """The Family of `family`, after checking that timm knows `name` and that it belongs there."""
+    if family not in FAMILIES:
+        raise CvkitError(f"backbone.family={family!r} is not one of {sorted(FAMILIES)}")
+    spec = FAMILIES[family]
+    if not timm.is_model(name):
+        suggestions = [n for p in spec.patterns for n in timm.list_models(p)][:12]
+        raise CvkitError(f"backbone.name={name!r} is not a timm model; {family} models include {suggestions}")
+    if not any(fnmatch.fnmatch(name, pattern) for pattern in spec.patterns):
+        raise CvkitError(
+            f"backbone.name={name!r} is not a {family} model (expected names matching {list(spec.patterns)}); "
+            f"choose backbone=<family> to match the model"
+        )
+    return spec
+
+
+def check_input_size(name: str, spec: Family, image_size: int, model: nn.Module) -> None:
+    """Reject an input size the family cannot take, with the sizes it can."""
+    if image_size < spec.min_size:
+        raise CvkitError(f"data.image_size={image_size} is too small for {name}: it needs at least {spec.min_size} px")
+    if spec.patch_grid:
+        patch = model.patch_embed.patch_size[0]
+        if image_size % patch:
+            low, high = image_size // patch * patch, math.ceil(image_size / patch) * patch
+            raise CvkitError(
+                f"data.image_size={image_size} is not a multiple of {name}'s patch size {patch}; "
+                f"use {low or patch} or {high}"
+            )
+
+
+def build_classifier(
+    *,
+    family: str,
+    name: str,
+    num_classes: int,
+    image_size: int,
+    pretrained: bool = False,
+    weights: str | None = None,
+    drop_rate: float = 0.0,
+    **timm_kwargs: Any,
+) -> nn.Module:
+    """A timm classifier for `num_classes` at `image_size`, checked with one forward pass."""
+    spec = check_name(family, name)
+    kwargs = dict(num_classes=num_classes, drop_rate=drop_rate, **timm_kwargs)
+    if spec.patch_grid:
+        kwargs["img_size"] = image_size
+    weights_file = pretrained_file(name, pretrained, weights)
+    if weights_file:
+        kwargs["pretrained_cfg_overlay"] = {"file": weights_file}
+    try:
+        model = timm.create_model(name, pretrained=pretrained or weights_file is not None, **kwargs)
+    except (RuntimeError, AssertionError, ValueError) as err:
+        raise CvkitError(f"backbone {name}: could not be built for {image_size}px inputs: {err}") from err
+    check_input_size(name, spec, image_size, model)
+    _probe(model, name, image_size)
+    return model
+
+
+def _probe(model: nn.Module, name: str, image_size: int) -> None:
+    """One forward pass at the configured size, so a size problem fails here and not deep in training."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size))
+    except RuntimeError as err:
+        raise CvkitError(f"backbone {name} cannot take {image_size}x{image_size} inputs: {err}") from err
+    finally:
+        model.train(was_training)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

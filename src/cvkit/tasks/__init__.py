@@ -1,0 +1,6 @@
+"""Tasks: one LightningModule per task, sharing optimizer and checkpoint logic."""
+
+from cvkit.tasks.base import CHECKPOINT_KEY, BaseTask
+from cvkit.tasks.classification import ClassificationTask
+
+__all__ = ["CHECKPOINT_KEY", "BaseTask", "ClassificationTask"]

@@ -1,0 +1,138 @@
+"""What every task shares: optimizer + per-step schedule, run metadata and RNG state in checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from cvkit.optim import LRPlan, build_optimizer, build_schedule
+
+CHECKPOINT_KEY = "cvkit"
+RNG_KEY = "cvkit_rng_states"
+SCHEDULE_KEY = "cvkit_schedule"
+log = logging.getLogger(__name__)
+
+
+class BaseTask(pl.LightningModule):
+    """A model plus how to optimize it.
+
+    Args:
+        model: the network; its input is a normalised NCHW float batch.
+        optimizer: optimizer config (``_target_`` + arguments; ``lr`` is replaced by the plan's effective LR).
+        scheduler: scheduler config (see :class:`cvkit.optim.Schedule`).
+        lr_plan: how the effective LR follows from the base LR and the global batch.
+        metadata: what a checkpoint must carry to be used without the run's config files
+            (task, class names, image size, normalisation, the composed config).
+        channels_last: feed the model channels-last tensors.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any],
+        lr_plan: LRPlan,
+        metadata: Mapping[str, Any] | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_config = dict(optimizer)
+        self.scheduler_config = dict(scheduler)
+        self.lr_plan = lr_plan
+        self.metadata = dict(metadata or {})
+        self.channels_last = channels_last
+        self.resumed_schedule: Mapping[str, Any] | None = None
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.model(images)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = build_optimizer(self.model, self.optimizer_config, self.lr_plan.effective_lr)
+        schedule = build_schedule(self.scheduler_config, self.trainer.max_epochs, self.lr_plan.effective_lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.per_step(self.steps_per_epoch))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def steps_per_epoch(self) -> float:
+        """Optimizer steps per epoch, read when the schedule needs it.
+
+        Not ``trainer.estimated_stepping_batches``: asking for it here would make Lightning start the
+        train loader before a resumed run has restored its epoch, replaying the first epoch's order.
+        """
+        return math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = self.metadata
+        checkpoint[RNG_KEY] = rng_states()
+        checkpoint[SCHEDULE_KEY] = {
+            "steps_per_epoch": self.steps_per_epoch(),
+            "global_batch_size": self.lr_plan.global_batch_size,
+            "effective_lr": self.lr_plan.effective_lr,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if RNG_KEY in checkpoint:
+            restore_rng_states(checkpoint[RNG_KEY])
+        self.resumed_schedule = checkpoint.get(SCHEDULE_KEY)
+
+    def on_train_start(self) -> None:
+        if self.resumed_schedule:
+            self.continue_schedule(self.resumed_schedule)
+
+    def continue_schedule(self, saved: Mapping[str, Any]) -> None:
+        """After a resume, keep the schedule's position in epochs and take the peak LR from this run's
+        plan: a resume on another number of devices (another global batch) continues the same curve
+        in epochs, at the LR its global batch calls for."""
+        scheduler = self.lr_schedulers()
+        steps_per_epoch = self.steps_per_epoch()
+        epoch = scheduler.last_epoch / saved["steps_per_epoch"]
+        scheduler.last_epoch = round(epoch * steps_per_epoch)
+        scheduler.base_lrs = [self.lr_plan.effective_lr] * len(scheduler.base_lrs)
+        lrs = [base * factor(scheduler.last_epoch) for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+        for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+            group["lr"], group["initial_lr"] = lr, self.lr_plan.effective_lr
+        scheduler._last_lr = lrs
+        if saved["global_batch_size"] != self.lr_plan.global_batch_size:
+            log.warning(
+                "resumed with another global batch: %d (peak lr %.6g) -> %d (peak lr %.6g); the schedule "
+                "continues at epoch %.2f with the LR re-derived for the new batch",
+                saved["global_batch_size"],
+                saved["effective_lr"],
+                self.lr_plan.global_batch_size,
+                self.lr_plan.effective_lr,
+                epoch,
+            )
+
+
+def rng_states() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states in types that ``torch.load(weights_only=True)`` accepts."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [name, keys.tolist(), position, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    """Undo :func:`rng_states`, so dropout and other global randomness replay after a resume."""
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

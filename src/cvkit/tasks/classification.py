@@ -1,0 +1,121 @@
+"""Image classification: cross-entropy, top-1/top-5 accuracy, macro P/R/F1, confusion matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from cvkit.errors import CvkitError
+from cvkit.tasks.base import BaseTask
+from cvkit.visualize import confusion_matrix_image
+
+
+def class_weights_from(spec: str | Sequence[float] | None, class_counts: np.ndarray) -> torch.Tensor | None:
+    """Loss weights per class: None, "balanced" (n / (k * count_c), as scikit-learn), or explicit values."""
+    if spec is None:
+        return None
+    if spec == "balanced":
+        counts = np.maximum(class_counts, 1).astype(np.float64)
+        return torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
+    if isinstance(spec, str) or len(spec) != len(class_counts):
+        raise CvkitError(
+            f"task.class_weights must be null, 'balanced' or a list of {len(class_counts)} numbers, got {spec!r}"
+        )
+    return torch.tensor([float(w) for w in spec], dtype=torch.float32)
+
+
+def classification_metrics(num_classes: int) -> MetricCollection:
+    top5 = min(5, num_classes)
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "acc_top5": MulticlassAccuracy(num_classes, top_k=top5, average="micro"),
+            "precision": MulticlassPrecision(num_classes, average="macro"),
+            "recall": MulticlassRecall(num_classes, average="macro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+        }
+    )
+
+
+class ClassificationTask(BaseTask):
+    """Logs ``train/loss``, ``train/acc``, ``{val,test}/{loss,acc,acc_top5,precision,recall,f1}``,
+    ``val/acc_best``, and a confusion-matrix image each validation epoch."""
+
+    def __init__(
+        self,
+        *,
+        class_names: Sequence[str],
+        label_smoothing: float = 0.0,
+        class_weights: torch.Tensor | None = None,
+        **base: Any,
+    ) -> None:
+        super().__init__(**base)
+        self.class_names = list(class_names)
+        num_classes = len(self.class_names)
+        self.label_smoothing = label_smoothing
+        self.register_buffer("class_weights", class_weights, persistent=False)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_metrics = classification_metrics(num_classes).clone(prefix="val/")
+        self.test_metrics = classification_metrics(num_classes).clone(prefix="test/")
+        self.val_confusion = MulticlassConfusionMatrix(num_classes)
+        self.val_acc_best = MaxMetric()
+        self.last_confusion: list[list[int]] | None = None
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor] | None, batch_idx: int) -> torch.Tensor | None:
+        if batch is None:  # every image of the batch was unreadable and skipped
+            return None
+        images, labels = batch
+        logits = self(images)
+        loss = self.loss(logits, labels)
+        self.train_acc(logits, labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(labels))
+        return loss
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor] | None, stage: str) -> torch.Tensor | None:
+        if batch is None:
+            return None
+        images, labels = batch
+        logits = self(images)
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        metrics.update(logits, labels)
+        loss = self.loss(logits, labels)
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, prog_bar=True, batch_size=len(labels))
+        self.log_dict(metrics, on_epoch=True)
+        return logits
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        logits = self._evaluate(batch, "val")
+        if logits is not None:
+            self.val_confusion.update(logits, batch[1])
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        confusion = self.val_confusion.compute().cpu()
+        self.val_confusion.reset()
+        self.last_confusion = confusion.tolist()
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_metrics["acc"].compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=False)
+        experiment = getattr(self.logger, "experiment", None)
+        if self.trainer.is_global_zero and hasattr(experiment, "add_image"):
+            image = confusion_matrix_image(confusion.numpy(), self.class_names)
+            experiment.add_image("val/confusion_matrix", image, self.global_step, dataformats="HWC")
