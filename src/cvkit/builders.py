@@ -1,0 +1,122 @@
+"""Config -> objects: the data module, the task around its model, the Lightning trainer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+from cvkit.data import ClassificationDataModule
+from cvkit.errors import CvkitError
+from cvkit.models import build_classifier
+from cvkit.optim import LRPlan
+from cvkit.tasks import BaseTask
+from cvkit.tasks.classification import class_weights_from
+
+# Keys of the task config read by the callbacks config (which checkpoint is best), not by the task.
+TASK_KEYS_FOR_CALLBACKS = ("monitor", "monitor_mode")
+
+
+def instantiate_at(key: str, node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` whose failures name the config `key` (cvkit's own errors pass through)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, CvkitError):
+            raise err.__cause__ from None
+        raise CvkitError(f"{key}: {err.__cause__ or err}") from err
+
+
+def build_datamodule(cfg: DictConfig) -> ClassificationDataModule:
+    """Instantiate ``cfg.data`` (transform lists stay config; the module builds its pipelines) and load it."""
+    datamodule = instantiate_at("data", cfg.data, _recursive_=False)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def check_launcher(num_nodes: int) -> None:
+    """Refuse a multi-node run that no launcher started: its processes would wait for peers forever."""
+    launched = (
+        SLURMEnvironment.detect()
+        or TorchElasticEnvironment.detect()
+        or all(key in os.environ for key in ("MASTER_ADDR", "NODE_RANK"))
+    )
+    if num_nodes > 1 and not launched:
+        raise CvkitError(
+            f"trainer.num_nodes={num_nodes} but no launcher started this process: run it on every node with "
+            "torchrun (--nnodes, --node-rank, --rdzv-endpoint), with srun inside a SLURM allocation, or set "
+            "MASTER_ADDR, MASTER_PORT and NODE_RANK yourself (see docs/distributed.md)"
+        )
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None, **overrides: Any) -> pl.Trainer:
+    """The Lightning Trainer of ``cfg.trainer`` with the configured loggers, and the configured callbacks
+    unless `callbacks` are given."""
+    loggers = [instantiate_at(f"logger.{k}", c) for k, c in (cfg.get("logger") or {}).items() if c is not None]
+    if callbacks is None:
+        configured = (cfg.get("callbacks") or {}).items()
+        callbacks = [instantiate_at(f"callbacks.{k}", c) for k, c in configured if c is not None]
+    check_launcher(int(cfg.trainer.get("num_nodes") or 1))
+    return instantiate_at("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
+
+
+def lr_plan(cfg: DictConfig, datamodule: ClassificationDataModule, trainer: pl.Trainer) -> LRPlan:
+    """How the effective LR follows from the config and the world the trainer runs in; first fits the
+    data's per-device batch to that world (``data.global_batch_size``)."""
+    datamodule.fit_to_world(trainer.world_size, trainer.accumulate_grad_batches)
+    return LRPlan(
+        base_lr=float(cfg.optimizer.lr),
+        base_batch_size=int(cfg.optimizer.base_batch_size),
+        per_device_batch_size=datamodule.batch_size,
+        world_size=trainer.world_size,
+        accumulate_grad_batches=trainer.accumulate_grad_batches,
+        lr_scaling=str(cfg.optimizer.lr_scaling),
+    )
+
+
+def checkpoint_metadata(
+    cfg: DictConfig, datamodule: ClassificationDataModule, plan: LRPlan, overrides: list[str]
+) -> dict:
+    """What a checkpoint records so that it can be evaluated and used without the run's config files."""
+    return {
+        "task": "classification",
+        "class_names": datamodule.class_names,
+        "image_size": datamodule.image_size,
+        "mean": datamodule.mean,
+        "std": datamodule.std,
+        "overrides": overrides,
+        "lr_plan": plan.as_dict(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+def build_task(
+    cfg: DictConfig, datamodule: ClassificationDataModule, plan: LRPlan, metadata: Mapping[str, Any]
+) -> BaseTask:
+    """The model of ``cfg.backbone`` for the data's classes, wrapped in the task of ``cfg.task``."""
+    model = build_classifier(
+        **OmegaConf.to_container(cfg.backbone, resolve=True),
+        num_classes=datamodule.num_classes,
+        image_size=datamodule.image_size,
+    )
+    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    task_class = get_class(task_cfg.pop("_target_"))
+    for callback_key in TASK_KEYS_FOR_CALLBACKS:
+        task_cfg.pop(callback_key, None)
+    task_cfg["class_weights"] = class_weights_from(task_cfg.get("class_weights"), datamodule.class_counts("train"))
+    return task_class(
+        **task_cfg,
+        model=model,
+        class_names=datamodule.class_names,
+        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
+        lr_plan=plan,
+        metadata=metadata,
+        channels_last=bool(cfg.get("channels_last", False)),
+    )

@@ -1,0 +1,78 @@
+"""Entry points: ``cvkit-train`` and ``cvkit-eval`` (Hydra apps over the configs in cvkit.configs)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
+
+from cvkit.config import merge_overrides
+from cvkit.distributed import job_scope, use_job_command_for_ddp_children
+from cvkit.errors import CvkitError
+
+log = logging.getLogger("cvkit")
+CONFIG_PATH = "pkg://cvkit.configs"
+
+
+def _reporting_errors(job: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Turn cvkit's user-facing errors into one clear line and exit status 2, without a traceback."""
+
+    def run(cfg: DictConfig) -> Any:
+        try:
+            return job(cfg)
+        except CvkitError as err:
+            log.error("cvkit: %s", err)
+        except MissingMandatoryValue as err:
+            log.error("cvkit: %s has no value: set it on the command line, e.g. %s=...", err.full_key, err.full_key)
+        sys.exit(2)
+
+    return run
+
+
+@_reporting_errors
+def _train(cfg: DictConfig) -> float | None:
+    from cvkit.train import train
+
+    with job_scope():
+        metrics, _ = train(cfg)
+    return metrics.get(cfg.task.monitor)
+
+
+@_reporting_errors
+def _evaluate(cfg: DictConfig) -> None:
+    from cvkit.evaluate import evaluate
+
+    evaluate(cfg)
+
+
+def train_main() -> None:
+    use_job_command_for_ddp_children()
+    hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")(_train)()
+
+
+def _recorded_overrides(argv: list[str]) -> list[str]:
+    """The training overrides recorded in the checkpoint named by ``ckpt_path=`` in `argv`."""
+    from cvkit.checkpoints import load_checkpoint
+    from cvkit.tasks import CHECKPOINT_KEY
+
+    paths = [arg.split("=", 1)[1] for arg in argv if arg.startswith("ckpt_path=")]
+    if not paths:
+        return []
+    try:
+        return list(load_checkpoint(paths[-1], "ckpt_path").get(CHECKPOINT_KEY, {}).get("overrides", []))
+    except CvkitError as err:
+        print(f"cvkit: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def eval_main() -> None:
+    """Re-compose the checkpoint's training config, with the given overrides applied on top."""
+    given = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-")]
+    flags = [arg for arg in sys.argv[1:] if arg not in given]  # Hydra's own flags, with their values
+    sys.argv = [sys.argv[0], *flags, *merge_overrides(_recorded_overrides(given), given)]
+    hydra.main(config_path=CONFIG_PATH, config_name="eval", version_base="1.3")(_evaluate)()

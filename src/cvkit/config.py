@@ -1,0 +1,58 @@
+"""Config checks that Hydra cannot do, and the override bookkeeping behind cvkit-eval."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from cvkit.errors import CvkitError
+
+# Keys whose type matters before anything is built: key -> (accepted types, what a valid value looks like).
+TYPED_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "seed": ((int,), "an integer, e.g. seed=42"),
+    "trainer.max_epochs": ((int,), "an integer, e.g. trainer.max_epochs=10"),
+    "trainer.num_nodes": ((int,), "an integer, e.g. trainer.num_nodes=2"),
+    "trainer.accumulate_grad_batches": ((int,), "an integer, e.g. trainer.accumulate_grad_batches=2"),
+    "trainer.limit_train_batches": ((int, float), "a count or a fraction, e.g. trainer.limit_train_batches=0.1"),
+    "trainer.limit_val_batches": ((int, float), "a count or a fraction, e.g. trainer.limit_val_batches=10"),
+    "data.batch_size": ((int,), "an integer, e.g. data.batch_size=64"),
+    "data.num_workers": ((int,), "an integer, e.g. data.num_workers=4"),
+    "data.image_size": ((int,), "an integer number of pixels, e.g. data.image_size=224"),
+    "optimizer.lr": ((int, float), "a number, e.g. optimizer.lr=0.1"),
+    "optimizer.base_batch_size": ((int,), "an integer, e.g. optimizer.base_batch_size=256"),
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Fail with the key, the value and an example when a typed key holds the wrong kind of value."""
+    for key, (types, example) in TYPED_KEYS.items():
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise CvkitError(f"{key}={value!r} is not valid: it must be {example}")
+
+
+# Recorded training overrides that never carry over into an evaluation.
+NOT_FOR_EVAL = ("hydra", "ckpt_path", "resume", "init_from", "trainer", "logger", "callbacks", "test_after_fit")
+
+
+def override_key(override: str) -> str:
+    """The config key an override sets: ``+data.root=x`` -> ``data.root``, ``data=voc`` -> ``data``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def merge_overrides(recorded: Sequence[str], given: Sequence[str]) -> list[str]:
+    """The recorded overrides of a training run, minus those the `given` ones replace, then `given`.
+
+    A given key replaces the recorded key itself and everything below it, so choosing another group
+    (``data=imagefolder``) drops the recorded ``data.*`` values of the old one.
+    """
+    replaced = [override_key(o) for o in given] + list(NOT_FOR_EVAL)
+
+    def kept(override: str) -> bool:
+        key = override_key(override)
+        return not any(key == r or key.startswith((r + ".", r + "/")) for r in replaced)
+
+    return [o for o in recorded if kept(o)] + list(given)

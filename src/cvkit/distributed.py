@@ -1,0 +1,78 @@
+"""How the extra DDP processes of a Hydra job are started.
+
+Lightning starts ranks 1..N-1 of a one-node DDP run by running the command line again. Under Hydra it
+re-runs ``sys.argv`` with ``hydra.run.dir`` set to the run-dir *pattern*: in a ``-m`` sweep that starts a
+whole new sweep in every child process, writing to other folders. cvkit replaces that command with the
+current job's own overrides, in single-run mode, into the job's own output dir, so that every process of
+a job, in a sweep or not, works in the one run dir.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_original_cwd
+from pytorch_lightning.strategies.launchers import subprocess_script
+
+import __main__
+
+
+def child_command(local_rank: int) -> tuple[Sequence[str], str]:
+    """The command and working dir that start DDP process `local_rank` of the current Hydra job."""
+    hydra = HydraConfig.get()
+    if __main__.__spec__ is None:
+        program = [sys.executable, sys.argv[0]]
+    else:
+        program = [sys.executable, "-m", __main__.__spec__.name]
+    job = [
+        *config_flags(sys.argv[1:]),
+        *hydra.overrides.task,
+        f'hydra.run.dir="{hydra.runtime.output_dir}"',
+        f"hydra.job.name={hydra.job.name}_rank{local_rank}",
+        "hydra.output_subdir=null",
+    ]
+    return [*program, *job], get_original_cwd()
+
+
+CONFIG_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
+
+
+def config_flags(argv: Sequence[str]) -> list[str]:
+    """Hydra's config-location flags in `argv`, with their values (``--config-dir DIR``, ``-cd=DIR``)."""
+    kept: list[str] = []
+    for position, arg in enumerate(argv):
+        flag = arg.split("=", 1)[0]
+        if flag in CONFIG_FLAGS:
+            kept += [arg] if "=" in arg else [arg, *argv[position + 1 : position + 2]]
+    return kept
+
+
+# What Lightning's launcher sets in the environment of the process that starts the others.
+LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextmanager
+def job_scope() -> Iterator[None]:
+    """Run one job so that the next job of a sweep in this process starts its own DDP world: the
+    process group is destroyed and the launch variables Lightning set are removed afterwards."""
+    before = {name: os.environ.get(name) for name in LAUNCH_VARIABLES}
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def use_job_command_for_ddp_children() -> None:
+    """Make Lightning start DDP child processes with :func:`child_command`."""
+    subprocess_script._hydra_subprocess_cmd = child_command

@@ -1,0 +1,45 @@
+"""evaluate(cfg): a checkpoint's metrics on the val (and test) split, printed and written as metrics.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from cvkit.builders import build_datamodule, build_task, build_trainer, lr_plan
+from cvkit.callbacks import progress_bar
+from cvkit.checkpoints import load_checkpoint
+from cvkit.config import validate
+from cvkit.errors import CvkitError
+from cvkit.summary import print_table, scalar_metrics, write_json
+from cvkit.tasks import CHECKPOINT_KEY
+
+
+def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Run validation and test (where present) of ``cfg.ckpt_path`` on ``cfg.data``."""
+    validate(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    checkpoint = load_checkpoint(cfg.ckpt_path, "ckpt_path")
+    recorded = checkpoint.get(CHECKPOINT_KEY, {})
+    datamodule = build_datamodule(cfg)
+    trained_on = recorded.get("class_names")
+    if trained_on is not None and list(trained_on) != datamodule.class_names:
+        raise CvkitError(
+            f"ckpt_path: the checkpoint was trained on classes {trained_on}, but {datamodule.describe()} "
+            f"has {datamodule.class_names}"
+        )
+    trainer = build_trainer(cfg, callbacks=[progress_bar()])
+    task = build_task(cfg, datamodule, lr_plan(cfg, datamodule, trainer), recorded)
+    metrics: dict[str, float] = {}
+    for split in cfg.get("splits", ["val", "test"]):
+        if not datamodule.has_split(split):
+            continue
+        run = trainer.validate if split == "val" else trainer.test
+        run(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, verbose=False)
+        metrics.update(scalar_metrics(trainer.callback_metrics))
+    report = {"metrics": metrics, "checkpoint": str(cfg.ckpt_path)}
+    if trainer.is_global_zero:
+        write_json(run_dir / "metrics.json", report)
+        print_table(f"cvkit eval: {cfg.ckpt_path}", {**metrics, "run dir": run_dir})
+    return metrics, {"task": task, "datamodule": datamodule, "trainer": trainer, "report": report}

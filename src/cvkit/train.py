@@ -1,0 +1,73 @@
+"""train(cfg): build everything from the config, fit, test, and write the run's summaries."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from cvkit.builders import build_datamodule, build_task, build_trainer, checkpoint_metadata, lr_plan
+from cvkit.checkpoints import init_weights, resolve_resume
+from cvkit.config import validate
+from cvkit.metrics import per_class_report
+from cvkit.optim import build_schedule
+from cvkit.summary import print_per_class, print_table, run_summary, scalar_metrics, write_json
+
+log = logging.getLogger(__name__)
+
+
+def recorded_overrides() -> list[str]:
+    """The command-line overrides of this Hydra run (empty outside Hydra, e.g. in tests)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Train (and test) as ``cfg`` says. Returns ``(metrics, objects)``; metrics are also written to
+    ``metrics.json`` and the start-of-run facts to ``summary.json`` in ``cfg.paths.output_dir``."""
+    validate(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    pl.seed_everything(cfg.seed, workers=True)
+    resume_from = resolve_resume(cfg.get("ckpt_path"), bool(cfg.get("resume")), run_dir)
+
+    datamodule = build_datamodule(cfg)
+    trainer = build_trainer(cfg)
+    plan = lr_plan(cfg, datamodule, trainer)
+    task = build_task(cfg, datamodule, plan, checkpoint_metadata(cfg, datamodule, plan, recorded_overrides()))
+    if cfg.get("init_from"):
+        init_weights(task.model, cfg.init_from)
+    if cfg.get("compile"):
+        task.model.compile()
+
+    build_schedule(cfg.scheduler, trainer.max_epochs, plan.effective_lr)  # fail now, not at the first step
+    summary = run_summary(cfg.backbone, datamodule, task, trainer, run_dir, OmegaConf.to_container(cfg.scheduler))
+    summary["resumed_from"] = resume_from
+    if trainer.is_global_zero:
+        log.info(task.lr_plan.formula())
+        print_table("cvkit run", summary)
+        write_json(run_dir / "summary.json", summary)
+
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
+    metrics = scalar_metrics(trainer.callback_metrics)
+    if datamodule.has_split("test") and cfg.get("test_after_fit", True):
+        best = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
+        trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+        metrics.update(scalar_metrics(trainer.callback_metrics))
+
+    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    confusion = task.last_confusion
+    per_class = per_class_report(confusion, datamodule.class_names) if confusion else {}
+    report = {
+        "metrics": metrics,
+        "best_checkpoint": best_path or None,
+        "val_confusion_matrix": confusion,
+        "val_per_class": per_class,
+    }
+    if trainer.is_global_zero:
+        write_json(run_dir / "metrics.json", report)
+        print_per_class("val per class (last epoch)", per_class)
+        print_table("cvkit results", {**metrics, "best checkpoint": best_path or "-", "run dir": run_dir})
+    return metrics, {"cfg": cfg, "datamodule": datamodule, "task": task, "trainer": trainer, "report": report}

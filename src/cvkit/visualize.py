@@ -1,0 +1,33 @@
+"""Pictures for the logs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def confusion_matrix_image(confusion: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    """An HxWx3 uint8 picture of `confusion` (rows: true class, columns: predicted), rows normalised
+    for the colours and annotated with the raw counts."""
+    count = len(class_names)
+    size = min(2.0 + 0.5 * count, 16.0)
+    figure, axes = plt.subplots(figsize=(size, size), dpi=80)
+    rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    axes.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0)
+    axes.set(xticks=range(count), yticks=range(count), xlabel="predicted", ylabel="true")
+    axes.set_xticklabels(class_names, rotation=45, ha="right")
+    axes.set_yticklabels(class_names)
+    if count <= 30:
+        for (row, col), value in np.ndenumerate(confusion):
+            color = "white" if rows[row, col] > 0.5 else "black"
+            axes.text(col, row, int(value), ha="center", va="center", color=color, fontsize=8)
+    figure.tight_layout()
+    figure.canvas.draw()
+    image = np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
+    plt.close(figure)
+    return image
