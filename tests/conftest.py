@@ -1,0 +1,77 @@
+"""Shared fixtures: where the real datasets are, composing cvkit configs, running the console scripts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig, open_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--data-root",
+        default=os.environ.get("CVKIT_DATA", str(REPO.parent / "shared" / "data")),
+        help="folder with the real test datasets (bccd_cells, BCCD, CamVid); env CVKIT_DATA; default ../shared/data",
+    )
+
+
+@pytest.fixture(scope="session")
+def data_root(request: pytest.FixtureRequest) -> Path:
+    root = Path(request.config.getoption("--data-root")).expanduser().resolve()
+    if not root.is_dir():
+        pytest.skip(f"real datasets not found at {root}: pass --data-root or set CVKIT_DATA")
+    return root
+
+
+@pytest.fixture(scope="session")
+def bccd_cells(data_root: Path) -> Path:
+    path = data_root / "bccd_cells"
+    if not (path / "train").is_dir():
+        pytest.skip(f"{path} (image-folder classification set) not found under the data root")
+    return path
+
+
+def compose_train(output_dir: Path, *overrides: str, config_name: str = "train") -> DictConfig:
+    """The composed cvkit config for `overrides`, writing into `output_dir`, on the CPU."""
+    with initialize_config_module(config_module="cvkit.configs", version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=["trainer.accelerator=cpu", *overrides])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+def console_script(name: str) -> str:
+    """The installed console script `name` of the interpreter running the tests."""
+    path = Path(sys.executable).parent / name
+    assert path.exists(), f"{name} is not installed next to {sys.executable}: pip install -e '.[dev]'"
+    return str(path)
+
+
+def run_cli(name: str, *args: str, cwd: Path | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """Run a cvkit console script on the CPU and capture its output (stdout and stderr together)."""
+    # PYTHONPATH: runs may plug in test callbacks from tests.helpers through the callbacks group.
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONUNBUFFERED": "1",
+        "COLUMNS": "200",
+        "PYTHONPATH": python_path,
+    }
+    return subprocess.run(
+        [console_script(name), *args],
+        cwd=cwd or REPO,
+        env=env,
+        timeout=timeout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )

@@ -1,0 +1,26 @@
+import torch
+
+from cvkit.data import DigitsDataModule
+
+COMMON = {"batch_size": 16, "num_workers": 0, "image_size": 24, "mean": [0.5] * 3, "std": [0.5] * 3}
+RESIZE = [{"_target_": "albumentations.Resize", "height": 24, "width": 24}]
+
+
+def test_digits_split_is_fixed_and_stratified() -> None:
+    a = DigitsDataModule(**COMMON, eval_transforms=RESIZE, train_transforms=RESIZE)
+    b = DigitsDataModule(**COMMON, eval_transforms=RESIZE, train_transforms=RESIZE)
+    a.setup(), b.setup()
+    assert a.split_sizes() == {"train": 1437, "val": 360}
+    assert (a.splits["val"].labels == b.splits["val"].labels).all()
+    assert a.class_counts("val").min() >= 35  # every digit is represented in val
+    assert a.class_names == [str(d) for d in range(10)]
+
+
+def test_grayscale_digits_become_three_channel_normalised_batches() -> None:
+    datamodule = DigitsDataModule(**COMMON, eval_transforms=RESIZE, train_transforms=RESIZE)
+    datamodule.setup()
+    images, labels = next(iter(datamodule.val_dataloader()))
+    assert images.shape == (16, 3, 24, 24) and images.dtype == torch.float32
+    assert torch.equal(images[:, 0], images[:, 1])
+    assert images.min() >= -1.0 and images.max() <= 1.0 and images.std() > 0.1
+    assert labels.dtype == torch.int64

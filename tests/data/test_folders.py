@@ -1,0 +1,124 @@
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cvkit.data import ImageFolderDataModule
+from cvkit.data.datasets import ClassificationDataset, collate_skipping_none
+from cvkit.data.images import CorruptImageError
+from cvkit.errors import CvkitError
+
+RESIZE = [{"_target_": "albumentations.Resize", "height": 32, "width": 32}]
+
+
+def make_folder(bccd_cells: Path, root: Path, per_class: int = 6, splits=("train", "val")) -> Path:
+    """A small image folder of real BCCD cell crops."""
+    for split in splits:
+        for class_dir in sorted((bccd_cells / split).iterdir()):
+            target = root / split / class_dir.name
+            target.mkdir(parents=True)
+            for image in sorted(class_dir.iterdir())[:per_class]:
+                shutil.copy(image, target / image.name)
+    return root
+
+
+def datamodule(root: Path, **kwargs) -> ImageFolderDataModule:
+    options = {
+        "batch_size": 4,
+        "num_workers": 0,
+        "image_size": 32,
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "train_transforms": RESIZE,
+        "eval_transforms": RESIZE,
+    }
+    module = ImageFolderDataModule(root=str(root), **{**options, **kwargs})
+    module.setup()
+    return module
+
+
+def test_loads_classes_and_splits(bccd_cells: Path, tmp_path: Path) -> None:
+    module = datamodule(make_folder(bccd_cells, tmp_path, splits=("train", "val", "test")))
+    assert module.class_names == ["Platelets", "RBC", "WBC"]
+    assert module.split_sizes() == {"train": 18, "val": 18, "test": 18}
+    images, _ = next(iter(module.train_dataloader()))
+    assert images.shape == (4, 3, 32, 32)
+
+
+def corrupt_files(folder: Path, real: Path) -> dict[str, Path]:
+    files = {"empty": folder / "empty.jpg", "text": folder / "notes.png", "truncated": folder / "cut.jpg"}
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("not an image")
+    files["truncated"].write_bytes(real.read_bytes()[: real.stat().st_size // 3])
+    return files
+
+
+def test_unreadable_images_are_skipped_with_a_warning_naming_them(
+    bccd_cells: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = make_folder(bccd_cells, tmp_path)
+    bad = corrupt_files(root / "train" / "RBC", next((root / "train" / "WBC").iterdir()))
+    with caplog.at_level(logging.WARNING):
+        module = datamodule(root, verify_images="full")
+    assert "skipping 3 unreadable image(s)" in caplog.text
+    assert all(str(path) in caplog.text for path in bad.values())
+    assert module.split_sizes()["train"] == 18
+
+
+def test_header_check_leaves_truncated_files_to_the_reader_which_skips_them(
+    bccd_cells: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = make_folder(bccd_cells, tmp_path)
+    bad = corrupt_files(root / "train" / "RBC", next((root / "train" / "WBC").iterdir()))
+    module = datamodule(root, verify_images="header")
+    assert module.split_sizes()["train"] == 19  # empty and text files caught by the header check
+    dataset = ClassificationDataset(
+        module.splits["train"].images, module.splits["train"].labels, module.eval_pipeline, strict=False
+    )
+    position = dataset.images.paths.index(bad["truncated"])
+    with caplog.at_level(logging.WARNING):
+        assert dataset[position] is None
+    assert str(bad["truncated"]) in caplog.text
+    batch = collate_skipping_none([dataset[position], dataset[0]])
+    assert batch[0].shape[0] == 1
+    dataset.strict = True
+    with pytest.raises(CorruptImageError, match="cut.jpg"):
+        dataset[position]
+
+
+def test_strict_fails_at_once_naming_the_file(bccd_cells: Path, tmp_path: Path) -> None:
+    root = make_folder(bccd_cells, tmp_path)
+    (root / "val" / "WBC" / "broken.jpg").write_bytes(b"\xff\xd8garbage")
+    with pytest.raises(CvkitError, match=r"broken\.jpg.*\n.*data\.strict=false|data.strict=true:\n.*broken\.jpg"):
+        datamodule(root, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ("missing_root", "does not exist"),
+        ("no_val", "val is missing"),
+        ("flat", "no class sub-folders .*3 images lie directly"),
+        ("empty_train", "contains no image files"),
+        ("extra_val_class", r"classes \['Monocyte'\] that the train split does not have"),
+    ],
+)
+def test_malformed_folders_are_explained(bccd_cells: Path, tmp_path: Path, layout: str, message: str) -> None:
+    root = tmp_path / "data"
+    if layout == "no_val":
+        make_folder(bccd_cells, root, splits=("train",))
+    elif layout == "flat":
+        make_folder(bccd_cells, root, splits=("val",))
+        (root / "train").mkdir()
+        for image in list((root / "val" / "RBC").iterdir())[:3]:
+            shutil.copy(image, root / "train" / image.name)
+    elif layout == "empty_train":
+        make_folder(bccd_cells, root, splits=("val",))
+        (root / "train" / "RBC").mkdir(parents=True)
+    elif layout == "extra_val_class":
+        make_folder(bccd_cells, root)
+        shutil.copytree(root / "val" / "WBC", root / "val" / "Monocyte")
+    with pytest.raises(CvkitError, match=message) as error:
+        datamodule(root)
+    assert "ROOT/train/<class>" in str(error.value) or layout == "extra_val_class"

@@ -1,0 +1,69 @@
+"""Config composition and the override bookkeeping of cvkit-eval."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cvkit.config import merge_overrides
+from tests.conftest import REPO, compose_train
+
+
+def test_every_backbone_family_and_data_option_composes(tmp_path: Path) -> None:
+    for family in ("resnet", "inception", "mobilenet", "efficientnet", "vit"):
+        assert compose_train(tmp_path, f"backbone={family}").backbone.family == family
+    for data in ("digits", "imagefolder", "mnist", "fashion_mnist", "cifar10"):
+        assert compose_train(tmp_path, f"data={data}").data.batch_size == 64
+
+
+def test_experiment_overrides_groups(tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, "experiment=bccd_cells", "data.root=/somewhere")
+    assert cfg.data._target_.endswith("ImageFolderDataModule")
+    assert (cfg.backbone.name, cfg.data.image_size, cfg.trainer.max_epochs) == ("resnet18", 64, 5)
+    # the transforms follow the experiment's image size
+    assert cfg.data.eval_transforms[0].height == 64
+
+
+@pytest.mark.parametrize(
+    ("recorded", "given", "expected"),
+    [
+        (
+            ["data=imagefolder", "data.root=a", "trainer.max_epochs=5"],
+            ["ckpt_path=x"],
+            ["data=imagefolder", "data.root=a", "ckpt_path=x"],
+        ),
+        (
+            ["data=imagefolder", "data.root=a", "backbone.name=resnet50"],
+            ["data=digits", "ckpt_path=x"],
+            ["backbone.name=resnet50", "data=digits", "ckpt_path=x"],
+        ),
+        (["data.root=a", "hydra.run.dir=old", "resume=true"], ["data.root=b"], ["data.root=b"]),
+        (["+data.extra=1"], ["data.extra=2"], ["data.extra=2"]),
+    ],
+)
+def test_eval_overrides_replace_recorded_ones_key_by_key(recorded, given, expected) -> None:
+    assert merge_overrides(recorded, given) == expected
+
+
+def test_slurm_launcher_composes_with_submitit() -> None:
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="cvkit.configs", version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.signal_delay_s, launcher.gpus_per_node, launcher.max_num_timeout) == (120, 1, 5)
+
+
+def test_sbatch_example_parses_and_requeues_into_the_same_run_dir() -> None:
+    script = REPO / "scripts" / "slurm" / "train.sbatch"
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    text = script.read_text()
+    for needed in (
+        "#SBATCH --signal=SIGUSR1@",
+        "#SBATCH --requeue",
+        'hydra.run.dir="outputs/slurm/${SLURM_JOB_ID}"',
+        "resume=true",
+        "srun cvkit-train trainer=ddp",
+    ):
+        assert needed in text
