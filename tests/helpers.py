@@ -6,6 +6,7 @@ import signal
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
 
 class StopAfterEpochs(pl.Callback):
@@ -40,3 +41,22 @@ class PreemptAtBatch(pl.Callback):
         already = list(Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt"))
         if trainer.current_epoch == 0 and batch_idx == self.batch and not already:
             os.kill(os.getpid(), signal.SIGUSR1)
+
+
+class RecordFirstConv(pl.Callback):
+    """Writes what the model's first convolution sees during training to first_conv.json: the dtype of its
+    output (autocast at work) and whether its input is channels-last."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        conv = next(m for m in pl_module.modules() if isinstance(m, torch.nn.Conv2d))
+        path = Path(trainer.default_root_dir) / "first_conv.json"
+
+        def record(module: torch.nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+            if module.training:
+                seen = {
+                    "output_dtype": str(output.dtype),
+                    "channels_last_input": inputs[0].is_contiguous(memory_format=torch.channels_last),
+                }
+                path.write_text(json.dumps(seen))
+
+        conv.register_forward_hook(record)

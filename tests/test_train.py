@@ -146,3 +146,19 @@ def test_logged_lr_has_the_warmup_shape(tmp_path: Path) -> None:
     peak = 0.8 * 32 / 256
     expected = [peak * (0.25 + 0.75 * step / 12) for step in range(12)] + [peak] * 12
     assert lrs == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("precision", "channels_last", "dtype"),
+    [("32-true", True, "torch.float32"), ("bf16-mixed", False, "torch.bfloat16"), ("16-mixed", True, "torch.bfloat16")],
+)
+def test_precision_and_channels_last_reach_the_model(tmp_path: Path, precision, channels_last, dtype) -> None:
+    # On a CPU Lightning runs 16-mixed as bf16-mixed (fp16 autocast is GPU-only); the run still learns.
+    record = ["+callbacks.record._target_=tests.helpers.RecordFirstConv"]
+    options = [f"trainer.precision={precision}", f"channels_last={channels_last}", "trainer.max_epochs=2"]
+    metrics, _ = train(compose_train(tmp_path, *SMALL, *options, *record))
+    seen = json.loads((tmp_path / "first_conv.json").read_text())
+    assert seen == {"output_dtype": dtype, "channels_last_input": channels_last}
+    assert metrics["val/acc"] > 0.3  # 10 classes: chance is 0.1
+    ran_as = "bf16-mixed" if precision == "16-mixed" else precision
+    assert json.loads((tmp_path / "summary.json").read_text())["precision"] == ran_as

@@ -1,4 +1,8 @@
+from collections import Counter
+
+import numpy as np
 import torch
+from sklearn.datasets import load_digits
 
 from cvkit.data import DigitsDataModule
 
@@ -14,6 +18,19 @@ def test_digits_split_is_fixed_and_stratified() -> None:
     assert (a.splits["val"].labels == b.splits["val"].labels).all()
     assert a.class_counts("val").min() >= 35  # every digit is represented in val
     assert a.class_names == [str(d) for d in range(10)]
+
+
+def test_a_test_split_is_held_out_apart_from_train_and_val() -> None:
+    datamodule = DigitsDataModule(**COMMON, test_fraction=0.2, eval_transforms=RESIZE, train_transforms=RESIZE)
+    datamodule.setup()
+    sizes = datamodule.split_sizes()
+    assert sizes == {"test": 360, "train": 1077, "val": 360}
+    held = Counter(
+        split.images.array[i].tobytes() for split in datamodule.splits.values() for i in range(len(split.images))
+    )
+    everything = Counter(np.round(image * 255.0 / 16.0).astype(np.uint8).tobytes() for image in load_digits().images)
+    assert held == everything  # a partition: each image in exactly one split
+    assert datamodule.class_counts("test").min() >= 35
 
 
 def test_grayscale_digits_become_three_channel_normalised_batches() -> None:

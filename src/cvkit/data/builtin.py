@@ -50,31 +50,50 @@ def unpack_idx_archives(raw: Path) -> None:
             ) from err
 
 
-def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def holdout_split(
+    labels: np.ndarray, fraction: float, seed: int, key: str = "data.val_fraction"
+) -> tuple[np.ndarray, np.ndarray]:
     """Stratified, seeded split of indices into (kept, held out); the same seed gives the same split."""
     if not 0.0 < fraction < 1.0:
-        raise CvkitError(f"data.val_fraction must be between 0 and 1 (exclusive), got {fraction}")
+        raise CvkitError(f"{key} must be between 0 and 1 (exclusive), got {fraction}")
     indices = np.arange(len(labels))
     kept, held_out = train_test_split(indices, test_size=fraction, random_state=seed, stratify=labels)
     return np.sort(kept), np.sort(held_out)
 
 
 class DigitsDataModule(ClassificationDataModule):
-    """scikit-learn's 1797 real 8x8 handwritten digits, split once into train/val with a fixed seed."""
+    """scikit-learn's 1797 real 8x8 handwritten digits, split once with a fixed seed into train/val and,
+    when ``test_fraction`` > 0, a test split held out first (both stratified by class)."""
 
     name = "digits"
 
-    def __init__(self, *, val_fraction: float = 0.2, split_seed: int = 0, **common: Any) -> None:
+    def __init__(
+        self, *, val_fraction: float = 0.2, test_fraction: float = 0.0, split_seed: int = 0, **common: Any
+    ) -> None:
         super().__init__(**common)
+        if not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1.0:
+            raise CvkitError(
+                f"data.test_fraction={test_fraction} with data.val_fraction={val_fraction}: each must be in [0, 1) "
+                "and together below 1, to leave images for training"
+            )
         self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
         self.split_seed = split_seed
 
     def load_splits(self) -> tuple[dict[str, Split], list[str]]:
         digits = load_digits()
         images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
         labels = digits.target.astype(np.int64)
-        train, val = holdout_split(labels, self.val_fraction, self.split_seed)
-        splits = {name: Split(ArrayImages(images[idx]), labels[idx]) for name, idx in (("train", train), ("val", val))}
+        parts = {}
+        remaining = np.arange(len(labels))
+        if self.test_fraction:
+            kept, test = holdout_split(labels, self.test_fraction, self.split_seed, "data.test_fraction")
+            remaining, parts["test"] = kept, test
+        # val_fraction is of all images, whatever the test split took
+        val_share = self.val_fraction / (1.0 - self.test_fraction)
+        train, val = holdout_split(labels[remaining], val_share, self.split_seed)
+        parts["train"], parts["val"] = remaining[train], remaining[val]
+        splits = {name: Split(ArrayImages(images[idx]), labels[idx]) for name, idx in parts.items()}
         return splits, [str(digit) for digit in range(10)]
 
 
