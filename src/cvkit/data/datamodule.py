@@ -8,15 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader
 
+from cvkit.data.base import BaseDataModule
 from cvkit.data.datasets import ClassificationDataset, ImageSource, collate_skipping_none
-from cvkit.data.samplers import EpochSampler
 from cvkit.data.transforms import build_pipeline
 from cvkit.errors import CvkitError
-from cvkit.optim.steps import per_device_batch_size
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +24,21 @@ class Split:
     images: ImageSource
     labels: np.ndarray
 
+    def __len__(self) -> int:
+        return len(self.images)
 
-class ClassificationDataModule(pl.LightningDataModule):
+
+class ClassificationDataModule(BaseDataModule):
     """Base of every classification data module; subclasses implement :meth:`load_splits`.
 
     Splits are loaded once (on the first :meth:`setup`); ``train`` and ``val`` are required, ``test``
     is optional. ``batch_size`` is per device, unless ``global_batch_size`` is given: then the per-device
-    batch is derived from it once the world size is known (:meth:`fit_to_world`).
+    batch is derived from it once the world size is known (:meth:`fit_to_world`). Loaders, sampling and
+    mid-epoch resume are those of :class:`~cvkit.data.base.BaseDataModule`.
     """
 
     name = "classification"
+    collate = staticmethod(collate_skipping_none)
 
     def __init__(
         self,
@@ -53,129 +54,31 @@ class ClassificationDataModule(pl.LightningDataModule):
         seed: int = 0,
         global_batch_size: int | None = None,
     ) -> None:
-        super().__init__()
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            raise CvkitError(f"data.batch_size must be a positive integer, got {batch_size!r}")
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise CvkitError(f"data.num_workers must be an integer >= 0, got {num_workers!r}")
+        super().__init__(
+            batch_size=batch_size,
+            num_workers=num_workers,
+            strict=strict,
+            seed=seed,
+            global_batch_size=global_batch_size,
+        )
         if not isinstance(image_size, int) or image_size <= 0:
             raise CvkitError(f"data.image_size must be a positive integer, got {image_size!r}")
-        self.batch_size = batch_size
-        self.global_batch_size = global_batch_size
-        self.num_workers = num_workers
         self.image_size = image_size
         self.mean = list(mean)
         self.std = list(std)
-        self.strict = strict
-        self.seed = seed
         self.train_pipeline = build_pipeline(train_transforms, mean, std, "data.train_transforms")
         self.eval_pipeline = build_pipeline(eval_transforms, mean, std, "data.eval_transforms")
         self.splits: dict[str, Split] | None = None
-        self.class_names: list[str] = []
-        self._resume_position: dict[str, int] | None = None
-
-    def fit_to_world(self, world_size: int, accumulate_grad_batches: int) -> None:
-        """Derive the per-device batch from ``global_batch_size`` (when set) for this world size."""
-        if self.global_batch_size is not None:
-            self.batch_size = per_device_batch_size(self.global_batch_size, world_size, accumulate_grad_batches)
 
     def load_splits(self) -> tuple[dict[str, Split], list[str]]:
         """Return ``({"train": Split, "val": Split[, "test": Split]}, class_names)``."""
         raise NotImplementedError
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits is not None:
-            return
-        splits, class_names = self.load_splits()
-        for required in ("train", "val"):
-            if required not in splits or len(splits[required].images) == 0:
-                raise CvkitError(f"data: the {required} split of {self.describe()} is empty")
-        self.splits, self.class_names = splits, list(class_names)
-
-    def describe(self) -> str:
-        """One line naming the data for summaries and errors."""
-        return self.name
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def split_sizes(self) -> dict[str, int]:
-        return {name: len(split.images) for name, split in (self.splits or {}).items()}
-
     def class_counts(self, split: str = "train") -> np.ndarray:
         labels = self._split(split).labels
         return np.bincount(labels, minlength=self.num_classes)
 
-    def has_split(self, split: str) -> bool:
-        return split in (self.splits or {})
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def _split(self, split: str) -> Split:
-        if self.splits is None:
-            self.setup()
-        if split not in self.splits:
-            raise CvkitError(f"data: {self.describe()} has no {split} split (it has {sorted(self.splits)})")
-        return self.splits[split]
-
-    def _epoch_in_progress(self) -> int:
-        """The epoch the trainer is about to run (as Lightning's own ``set_epoch`` counts, and already
-        right in a resumed run before its loop state is reset)."""
-        return self.trainer.fit_loop.epoch_progress.current.processed
-
-    def state_dict(self) -> dict[str, int]:
-        """Where training stands in its epoch, saved in every checkpoint by Lightning: the epoch, and this
-        rank's samples of the batches it has completed (zero when saved at the end of the epoch)."""
-        if self.trainer is None:
-            return {}
-        batches_done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        if batches_done >= self.trainer.num_training_batches:
-            batches_done = 0
-        return {"epoch": self.trainer.current_epoch, "samples_done": batches_done * self.batch_size}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        self._resume_position = state_dict or None
-
-    def _samples_done_in_epoch(self) -> int:
-        """The samples the first epoch of a resumed run has already trained on: non-zero only when the run
-        resumes from a checkpoint saved in the middle of that epoch (SLURM preemption). Read once: later
-        epochs start from their first sample. (Lightning's own batch counters can't be used: with loader
-        workers, it starts the resumed run's iterator before it restores them.)"""
-        position, self._resume_position = self._resume_position, None
-        if position is None or position["epoch"] != self._epoch_in_progress():
-            return 0
-        return position["samples_done"]
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def make_dataset(self, split: str, train: bool) -> ClassificationDataset:
         data = self._split(split)
-        pipeline = self.train_pipeline if shuffle else self.eval_pipeline
-        dataset = ClassificationDataset(data.images, data.labels, pipeline, strict=self.strict)
-        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        sampler = EpochSampler(
-            len(dataset),
-            shuffle=shuffle,
-            seed=self.seed,
-            rank=rank,
-            world_size=world_size,
-            epoch_source=self._epoch_in_progress if self.trainer else None,
-            skip_source=self._samples_done_in_epoch if self.trainer else None,
-        )
-        on_gpu = torch.cuda.is_available() and self.trainer is not None and self.trainer.on_gpu
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=collate_skipping_none,
-            pin_memory=on_gpu,
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle and len(sampler) > self.batch_size,
-        )
+        pipeline = self.train_pipeline if train else self.eval_pipeline
+        return ClassificationDataset(data.images, data.labels, pipeline, strict=self.strict)

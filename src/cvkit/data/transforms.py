@@ -1,7 +1,12 @@
-"""Albumentations pipelines from config: the listed transforms, then Normalize and ToTensorV2."""
+"""Albumentations pipelines from config: the listed transforms, then conversion to a CHW float tensor.
+
+Classification pipelines normalise (``Normalize``); detection pipelines carry boxes along and stop at
+0..1 pixel values, since torchvision detectors normalise and resize inside their own transform.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,9 +17,8 @@ from hydra.utils import instantiate
 from cvkit.errors import CvkitError
 
 
-def build_pipeline(specs: Sequence[Any] | None, mean: Sequence[float], std: Sequence[float], key: str) -> A.Compose:
-    """Instantiate each ``{_target_: albumentations.X, ...}`` entry of `specs` and close the pipeline
-    with normalisation by `mean`/`std` (of 0..1 pixel values) and conversion to a CHW float tensor."""
+def build_steps(specs: Sequence[Any] | None, key: str) -> list[A.BasicTransform | A.BaseCompose]:
+    """Instantiate each ``{_target_: albumentations.X, ...}`` entry of `specs` (config key `key`)."""
     steps = []
     for position, spec in enumerate(specs or []):
         try:
@@ -24,5 +28,37 @@ def build_pipeline(specs: Sequence[Any] | None, mean: Sequence[float], std: Sequ
         if not isinstance(step, A.BasicTransform | A.BaseCompose):
             raise CvkitError(f"{key}[{position}] is {type(step).__name__}, not an albumentations transform")
         steps.append(step)
+    return steps
+
+
+def build_pipeline(specs: Sequence[Any] | None, mean: Sequence[float], std: Sequence[float], key: str) -> A.Compose:
+    """The transforms of `specs`, then normalisation by `mean`/`std` (of 0..1 pixel values) and conversion
+    to a CHW float tensor."""
+    steps = build_steps(specs, key)
     steps += [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
     return A.Compose(steps)
+
+
+def build_detection_pipeline(specs: Sequence[Any] | None, min_visibility: float, key: str) -> A.Compose:
+    """The transforms of `specs` applied to an image and its ``pascal_voc`` boxes (absolute xyxy pixels,
+    passed as ``bboxes=`` with ``labels=``), then conversion to a CHW float tensor of 0..1 values.
+
+    Boxes are clipped to the image after every transform; a box that keeps less than `min_visibility` of
+    its area inside the image, or ends with no width or height, is dropped together with its label. For
+    example, a 100x50 box half pushed out of the image by a shift stays (clipped) at ``min_visibility=0.3``
+    and is dropped at 0.6."""
+    if not 0.0 <= min_visibility <= 1.0:
+        raise CvkitError(f"data.min_box_visibility must be between 0 and 1, got {min_visibility!r}")
+    steps = [*build_steps(specs, key), A.ToFloat(max_value=255.0), ToTensorV2()]
+    boxes = A.BboxParams(
+        format="pascal_voc",
+        label_fields=["labels"],
+        min_visibility=min_visibility,
+        min_width=1e-3,
+        min_height=1e-3,
+        clip=True,
+        filter_invalid_bboxes=True,
+    )
+    with warnings.catch_warnings():  # an evaluation pipeline may have no box-moving step: that's fine
+        warnings.filterwarnings("ignore", message="Got processor for bboxes, but no transform to process it")
+        return A.Compose(steps, bbox_params=boxes)

@@ -1,0 +1,237 @@
+"""The detection data module: images with boxes -> seeded, sharded ``(images, targets)`` batches.
+
+A batch is ``(images, targets)``, two lists of the same length (images may differ in size)::
+
+    images[i]   float32 tensor [3, H, W], values 0..1 (not normalised: torchvision detectors normalise
+                and resize inside their own transform, and map boxes back to these coordinates)
+    targets[i]  {"boxes": float32 [N, 4] xyxy absolute pixels, "labels": int64 [N] in 1..K (0 is the
+                 background), "image_id": int (the id ground_truth() gives the image)}
+
+Training targets leave out crowd boxes (COCO ``iscrowd=1``), difficult boxes (VOC, unless
+``data.use_difficult``) and boxes with no width or height; an image without boxes stays, with ``boxes``
+of shape [0, 4]. Validation and test images are not resized or cropped, so predictions come out in the
+coordinates of the original image, which :meth:`DetectionDataModule.ground_truth` describes in COCO
+format for evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cvkit.data.base import BaseDataModule
+from cvkit.data.images import CorruptImageError, read_rgb
+from cvkit.data.transforms import build_detection_pipeline
+from cvkit.errors import CvkitError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DetectionRecord:
+    """One image and every object its annotation file lists, in absolute pixel coordinates."""
+
+    path: Path
+    image_id: int
+    width: int
+    height: int
+    boxes: np.ndarray  # float64 [N, 4] xyxy, as annotated (not clipped)
+    labels: np.ndarray  # int64 [N], 1..K
+    iscrowd: np.ndarray  # bool [N]: evaluation ignores the box (COCO crowd, VOC difficult)
+    train: np.ndarray  # bool [N]: the box is part of the training (and validation loss) targets
+    areas: np.ndarray | None = None  # float64 [N]: the annotated areas; box areas when None
+    file_name: str = field(default="")
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.iscrowd = np.asarray(self.iscrowd, dtype=bool)
+        self.train = np.asarray(self.train, dtype=bool)
+        if self.areas is None:
+            self.areas = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
+        self.file_name = self.file_name or self.path.name
+
+
+def clip_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (xyxy) clipped to a `width` x `height` image, and which of them still have an area: in a
+    40x40 image, [-5, 10, 50, 20] becomes [0, 10, 40, 20] (kept) and [30, 5, 30, 9] has none."""
+    clipped = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
+    valid = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    return clipped, valid
+
+
+class DetectionDataset(Dataset):
+    """Images and their training boxes through a box-aware albumentations pipeline.
+
+    Items are asked for as ``index`` or ``(index, seed)``, as in ``ClassificationDataset``: with a seed,
+    the augmentations of the sample are drawn from it. An unreadable image yields None (the collate
+    function drops it) unless ``strict``. With ``keep_size`` (evaluation) a pipeline that changes the
+    image size is an error, since predictions must come out in original image coordinates.
+    """
+
+    def __init__(self, records: Sequence[DetectionRecord], transform: A.Compose, strict: bool, keep_size: bool):
+        self.records = records
+        self.transform = transform
+        self.strict = strict
+        self.keep_size = keep_size
+        self._warned: set[Path] = set()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]] | None:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        record = self.records[index]
+        try:
+            image = read_rgb(record.path)
+        except CorruptImageError as err:
+            if self.strict:
+                raise
+            log.warning("skipping unreadable image: %s", err.args[0].split(". Remove")[0])
+            return None
+        boxes, labels = record.boxes[record.train], record.labels[record.train]
+        height, width = image.shape[:2]
+        if (width, height) != (record.width, record.height):
+            if record.path not in self._warned:
+                self._warned.add(record.path)
+                log.warning(
+                    "%s is %dx%d, but its annotation says %dx%d: its boxes are clipped to the image",
+                    record.path, width, height, record.width, record.height,
+                )  # fmt: skip
+            boxes, valid = clip_boxes(boxes, width, height)
+            boxes, labels = boxes[valid], labels[valid]
+        if seed is not None:
+            self.transform.set_random_seed(seed)
+        out = self.transform(image=image, bboxes=boxes.astype(np.float32), labels=labels)
+        if self.keep_size and tuple(out["image"].shape[1:]) != (height, width):
+            raise CvkitError(
+                f"data.eval_transforms turned {record.path} ({width}x{height}) into "
+                f"{out['image'].shape[2]}x{out['image'].shape[1]}: evaluation needs the original size "
+                "(the detector resizes internally); remove resizing and cropping steps from data.eval_transforms"
+            )
+        target = {
+            "boxes": torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)),
+            "labels": torch.as_tensor(np.asarray(out["labels"], dtype=np.int64).reshape(-1)),
+            "image_id": record.image_id,
+        }
+        return out["image"], target
+
+
+def collate_detection(batch: list[Any]) -> tuple[list[torch.Tensor], list[dict[str, Any]]] | None:
+    """``(images, targets)`` lists from the samples that could be read (None if none could)."""
+    kept = [sample for sample in batch if sample is not None]
+    if not kept:
+        return None
+    return [image for image, _ in kept], [target for _, target in kept]
+
+
+class DetectionDataModule(BaseDataModule):
+    """Base of every detection data module; subclasses implement :meth:`load_splits`, returning
+    ``({"train": [DetectionRecord, ...], "val": [...][, "test": [...]]}, class_names)`` with labels
+    1..K for the K class names, and set :attr:`label_to_category` where their category ids are not 1..K.
+
+    Loaders, sampling, mid-epoch resume and ``global_batch_size`` are those of
+    :class:`~cvkit.data.base.BaseDataModule`; the batch format is in this module's docstring.
+    """
+
+    name = "detection"
+    collate = staticmethod(collate_detection)
+
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        num_workers: int,
+        min_box_visibility: float = 0.3,
+        train_transforms: Sequence[Any] | None = None,
+        eval_transforms: Sequence[Any] | None = None,
+        strict: bool = False,
+        seed: int = 0,
+        global_batch_size: int | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size,
+            num_workers=num_workers,
+            strict=strict,
+            seed=seed,
+            global_batch_size=global_batch_size,
+        )
+        self.min_box_visibility = min_box_visibility
+        self.train_pipeline = build_detection_pipeline(train_transforms, min_box_visibility, "data.train_transforms")
+        self.eval_pipeline = build_detection_pipeline(eval_transforms, min_box_visibility, "data.eval_transforms")
+        self.splits: dict[str, list[DetectionRecord]] | None = None
+        self._categories: list[int] = []
+        # Boxes left out of training, as "file: why" lines: subclasses add theirs while loading.
+        self.box_problems: list[str] = []
+
+    @property
+    def label_to_category(self) -> list[int]:
+        """Label i (1..K) is category ``label_to_category[i - 1]`` of the annotations (1..K unless set)."""
+        return self._categories or list(range(1, self.num_classes + 1))
+
+    @label_to_category.setter
+    def label_to_category(self, categories: Sequence[int]) -> None:
+        self._categories = [int(category) for category in categories]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        super().setup(stage)
+        for records in self.splits.values():
+            for record in records:
+                _, valid = clip_boxes(record.boxes, record.width, record.height)
+                for position in np.flatnonzero(record.train & ~valid):
+                    box = ", ".join(f"{value:g}" for value in record.boxes[position])
+                    self.box_problems.append(f"{record.path}: box [{box}] has no area inside the image")
+                record.train &= valid
+        if self.box_problems:
+            listing = "\n".join(f"  {line}" for line in self.box_problems[:20])
+            more = f"\n  ... and {len(self.box_problems) - 20} more" if len(self.box_problems) > 20 else ""
+            log.warning("%d box(es) left out of training:\n%s%s", len(self.box_problems), listing, more)
+
+    def make_dataset(self, split: str, train: bool) -> DetectionDataset:
+        pipeline = self.train_pipeline if train else self.eval_pipeline
+        return DetectionDataset(self._split(split), pipeline, strict=self.strict, keep_size=not train)
+
+    def ground_truth(self, split: str) -> dict[str, list[dict[str, Any]]]:
+        """The split's annotations as a COCO-format dict, for pycocotools' ``COCO`` and evaluation.
+
+        Every annotated box is there, in original image coordinates, with its original category id
+        (``label_to_category``); annotation ids are 1, 2, ... in image order. Crowd and difficult boxes
+        have ``iscrowd=1``, so COCO evaluation neither rewards nor penalises detections of them (as the
+        VOC protocol treats difficult boxes). Boxes only: segmentations are not carried over."""
+        categories = self.label_to_category
+        images, annotations = [], []
+        for record in self._split(split):
+            images.append(
+                {"id": record.image_id, "width": record.width, "height": record.height, "file_name": record.file_name}
+            )
+            for box, label, crowd, area in zip(record.boxes, record.labels, record.iscrowd, record.areas):
+                x0, y0, x1, y1 = (float(value) for value in box)
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": record.image_id,
+                        "category_id": categories[label - 1],
+                        "bbox": [x0, y0, x1 - x0, y1 - y0],
+                        "area": float(area),
+                        "iscrowd": int(crowd),
+                    }
+                )
+        names = [{"id": category, "name": name} for category, name in zip(categories, self.class_names)]
+        return {"images": images, "annotations": annotations, "categories": names}
+
+    def box_counts(self, split: str = "train") -> np.ndarray:
+        """Training boxes per class (index label - 1)."""
+        labels = [record.labels[record.train] for record in self._split(split)]
+        return np.bincount(np.concatenate([*labels, np.zeros(0, np.int64)]) - 1, minlength=self.num_classes)
