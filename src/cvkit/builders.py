@@ -11,10 +11,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+from torch import nn
 
-from cvkit.data import ClassificationDataModule
+from cvkit.data.base import BaseDataModule
 from cvkit.errors import CvkitError
 from cvkit.models import build_classifier
+from cvkit.models.detectors import build_detector
 from cvkit.optim import LRPlan
 from cvkit.tasks import BaseTask
 from cvkit.tasks.classification import class_weights_from
@@ -33,7 +35,7 @@ def instantiate_at(key: str, node: Any, **kwargs: Any) -> Any:
         raise CvkitError(f"{key}: {err.__cause__ or err}") from err
 
 
-def build_datamodule(cfg: DictConfig) -> ClassificationDataModule:
+def build_datamodule(cfg: DictConfig) -> BaseDataModule:
     """Instantiate ``cfg.data`` (transform lists stay config; the module builds its pipelines) and load it."""
     datamodule = instantiate_at("data", cfg.data, _recursive_=False)
     datamodule.setup("fit")
@@ -66,7 +68,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None, *
     return instantiate_at("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 
-def lr_plan(cfg: DictConfig, datamodule: ClassificationDataModule, trainer: pl.Trainer) -> LRPlan:
+def lr_plan(cfg: DictConfig, datamodule: BaseDataModule, trainer: pl.Trainer) -> LRPlan:
     """How the effective LR follows from the config and the world the trainer runs in; first fits the
     data's per-device batch to that world (``data.global_batch_size``)."""
     datamodule.fit_to_world(trainer.world_size, trainer.accumulate_grad_batches)
@@ -80,37 +82,43 @@ def lr_plan(cfg: DictConfig, datamodule: ClassificationDataModule, trainer: pl.T
     )
 
 
-def checkpoint_metadata(
-    cfg: DictConfig, datamodule: ClassificationDataModule, plan: LRPlan, overrides: list[str]
-) -> dict:
+def checkpoint_metadata(cfg: DictConfig, datamodule: BaseDataModule, plan: LRPlan, overrides: list[str]) -> dict:
     """What a checkpoint records so that it can be evaluated and used without the run's config files."""
+    inputs = {key: getattr(datamodule, key) for key in ("image_size", "mean", "std") if hasattr(datamodule, key)}
     return {
-        "task": "classification",
+        "task": task_class(cfg).kind,
         "class_names": datamodule.class_names,
-        "image_size": datamodule.image_size,
-        "mean": datamodule.mean,
-        "std": datamodule.std,
+        **inputs,
         "overrides": overrides,
         "lr_plan": plan.as_dict(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
 
 
-def build_task(
-    cfg: DictConfig, datamodule: ClassificationDataModule, plan: LRPlan, metadata: Mapping[str, Any]
-) -> BaseTask:
-    """The model of ``cfg.backbone`` for the data's classes, wrapped in the task of ``cfg.task``."""
-    model = build_classifier(
-        **OmegaConf.to_container(cfg.backbone, resolve=True),
-        num_classes=datamodule.num_classes,
-        image_size=datamodule.image_size,
-    )
+def task_class(cfg: DictConfig) -> type[BaseTask]:
+    return get_class(cfg.task._target_)
+
+
+def build_model(cfg: DictConfig, model_cfg: dict[str, Any], datamodule: BaseDataModule) -> nn.Module:
+    """The network of the task of `cfg` on the ``cfg.backbone`` for the data's classes; `model_cfg` holds
+    the task's model options (detection: the detector and its knobs)."""
+    backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
+    if task_class(cfg).kind == "detection":
+        return build_detector(**model_cfg, backbone=backbone, num_classes=datamodule.num_classes)
+    return build_classifier(**backbone, num_classes=datamodule.num_classes, image_size=datamodule.image_size)
+
+
+def build_task(cfg: DictConfig, datamodule: BaseDataModule, plan: LRPlan, metadata: Mapping[str, Any]) -> BaseTask:
+    """The model for the data's classes, wrapped in the task of ``cfg.task``."""
     task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
-    task_class = get_class(task_cfg.pop("_target_"))
+    task_cfg.pop("_target_")
     for callback_key in TASK_KEYS_FOR_CALLBACKS:
         task_cfg.pop(callback_key, None)
-    task_cfg["class_weights"] = class_weights_from(task_cfg.get("class_weights"), datamodule.class_counts("train"))
-    return task_class(
+    model = build_model(cfg, task_cfg.pop("model", None) or {}, datamodule)
+    if "class_weights" in task_cfg:
+        counts = datamodule.class_counts("train")
+        task_cfg["class_weights"] = class_weights_from(task_cfg["class_weights"], counts)
+    return task_class(cfg)(
         **task_cfg,
         model=model,
         class_names=datamodule.class_names,

@@ -38,8 +38,11 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         run = trainer.validate if split == "val" else trainer.test
         run(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, verbose=False)
         metrics.update(scalar_metrics(trainer.callback_metrics))
-    report = {"metrics": metrics, "checkpoint": str(cfg.ckpt_path)}
+    report = {"metrics": metrics, "checkpoint": str(cfg.ckpt_path), **task.report()}
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", report)
+        for name, content in task.report_files().items():
+            write_json(run_dir / name, content)
+        task.print_report()
         print_table(f"cvkit eval: {cfg.ckpt_path}", {**metrics, "run dir": run_dir})
     return metrics, {"task": task, "datamodule": datamodule, "trainer": trainer, "report": report}

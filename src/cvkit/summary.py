@@ -13,7 +13,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from cvkit.data import ClassificationDataModule
+from cvkit.data.base import BaseDataModule
 from cvkit.models import count_parameters
 from cvkit.optim import LRPlan, optimizer_steps_per_epoch
 from cvkit.tasks import BaseTask
@@ -23,7 +23,7 @@ console = Console(stderr=False, soft_wrap=True)
 
 def run_summary(
     cfg_backbone: Mapping[str, Any],
-    datamodule: ClassificationDataModule,
+    datamodule: BaseDataModule,
     task: BaseTask,
     trainer: pl.Trainer,
     run_dir: Path,
@@ -53,9 +53,7 @@ def run_summary(
     }
 
 
-def step_counts(
-    datamodule: ClassificationDataModule, trainer: pl.Trainer, plan: LRPlan, warmup_epochs: float
-) -> dict[str, int]:
+def step_counts(datamodule: BaseDataModule, trainer: pl.Trainer, plan: LRPlan, warmup_epochs: float) -> dict[str, int]:
     """Optimizer steps per epoch, of the warmup, and in all."""
     per_epoch = optimizer_steps_per_epoch(
         datamodule.split_sizes()["train"],
@@ -81,14 +79,16 @@ def print_table(title: str, rows: Mapping[str, Any]) -> None:
 
 
 def print_per_class(title: str, report: Mapping[str, Mapping[str, float]]) -> None:
-    """A table of per-class precision, recall, F1 and support (e.g. from the val confusion matrix)."""
+    """A table of per-class values, one row per class, one column per key of the rows (precision,
+    recall, F1 and support of a classifier; AP of a detector)."""
     if not report:
         return
     table = Table(title=title, title_justify="left")
-    for column in ("class", "precision", "recall", "f1", "support"):
+    columns = list(next(iter(report.values())))
+    for column in ("class", *columns):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, row in report.items():
-        table.add_row(name, *(f"{row[k]:.4f}" for k in ("precision", "recall", "f1")), str(row["support"]))
+        table.add_row(name, *(f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k]) for k in columns))
     console.print(table)
 
 

@@ -13,9 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from cvkit.builders import build_datamodule, build_task, build_trainer, checkpoint_metadata, lr_plan
 from cvkit.checkpoints import init_weights, resolve_resume
 from cvkit.config import validate
-from cvkit.metrics import per_class_report
 from cvkit.optim import build_schedule
-from cvkit.summary import print_per_class, print_table, run_summary, scalar_metrics, write_json
+from cvkit.summary import print_table, run_summary, scalar_metrics, write_json
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +57,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         metrics.update(scalar_metrics(trainer.callback_metrics))
 
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    confusion = task.last_confusion
-    per_class = per_class_report(confusion, datamodule.class_names) if confusion else {}
-    report = {
-        "metrics": metrics,
-        "best_checkpoint": best_path or None,
-        "val_confusion_matrix": confusion,
-        "val_per_class": per_class,
-    }
+    report = {"metrics": metrics, "best_checkpoint": best_path or None, **task.report()}
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", report)
-        print_per_class("val per class (last epoch)", per_class)
+        for name, content in task.report_files().items():
+            write_json(run_dir / name, content)
+        task.print_report()
         print_table("cvkit results", {**metrics, "best checkpoint": best_path or "-", "run dir": run_dir})
     return metrics, {"cfg": cfg, "datamodule": datamodule, "task": task, "trainer": trainer, "report": report}

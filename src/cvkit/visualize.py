@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from torchvision.utils import draw_bounding_boxes
 
 
 def confusion_matrix_image(confusion: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
@@ -31,3 +33,18 @@ def confusion_matrix_image(confusion: np.ndarray, class_names: Sequence[str]) ->
     image = np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
     plt.close(figure)
     return image
+
+
+def detections_image(
+    image: torch.Tensor,
+    truth: dict[str, torch.Tensor],
+    found: dict[str, torch.Tensor],
+    class_names: Sequence[str],
+) -> torch.Tensor:
+    """`image` (CHW, 0..1) as uint8 CHW with its true boxes in green and the detections in red, each
+    named by its class (and score)."""
+    picture = (image.detach().cpu().clamp(0, 1) * 255).to(torch.uint8)
+    truth_names = [class_names[int(label) - 1] for label in truth["labels"]]
+    picture = draw_bounding_boxes(picture, truth["boxes"].cpu(), truth_names, colors="lime", width=2)
+    found_names = [f"{class_names[int(lb) - 1]} {float(s):.2f}" for lb, s in zip(found["labels"], found["scores"])]
+    return draw_bounding_boxes(picture, found["boxes"].cpu(), found_names, colors="red", width=1)

@@ -2,5 +2,6 @@
 
 from cvkit.tasks.base import CHECKPOINT_KEY, BaseTask
 from cvkit.tasks.classification import ClassificationTask
+from cvkit.tasks.detection import DetectionTask
 
-__all__ = ["CHECKPOINT_KEY", "BaseTask", "ClassificationTask"]
+__all__ = ["CHECKPOINT_KEY", "BaseTask", "ClassificationTask", "DetectionTask"]

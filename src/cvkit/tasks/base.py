@@ -59,6 +59,17 @@ class BaseTask(pl.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
+    def report(self) -> dict[str, Any]:
+        """Per-class results of the last validation, for metrics.json."""
+        return {}
+
+    def report_files(self) -> dict[str, Any]:
+        """Files the last validation leaves in the run dir: ``{file name: JSON content}``."""
+        return {}
+
+    def print_report(self) -> None:
+        """Print the per-class results of the last validation."""
+
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.model, self.optimizer_config, self.lr_plan.effective_lr)
         schedule = build_schedule(self.scheduler_config, self.trainer.max_epochs, self.lr_plan.effective_lr)

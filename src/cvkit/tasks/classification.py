@@ -18,6 +18,8 @@ from torchmetrics.classification import (
 )
 
 from cvkit.errors import CvkitError
+from cvkit.metrics import per_class_report
+from cvkit.summary import print_per_class
 from cvkit.tasks.base import BaseTask
 from cvkit.visualize import confusion_matrix_image
 
@@ -52,6 +54,8 @@ def classification_metrics(num_classes: int) -> MetricCollection:
 class ClassificationTask(BaseTask):
     """Logs ``train/loss``, ``train/acc``, ``{val,test}/{loss,acc,acc_top5,precision,recall,f1}``,
     ``val/acc_best``, and a confusion-matrix image each validation epoch."""
+
+    kind = "classification"
 
     def __init__(
         self,
@@ -119,3 +123,12 @@ class ClassificationTask(BaseTask):
         if self.trainer.is_global_zero and hasattr(experiment, "add_image"):
             image = confusion_matrix_image(confusion.numpy(), self.class_names)
             experiment.add_image("val/confusion_matrix", image, self.global_step, dataformats="HWC")
+
+    def report(self) -> dict[str, Any]:
+        if self.last_confusion is None:
+            return {}
+        per_class = per_class_report(self.last_confusion, self.class_names)
+        return {"val_confusion_matrix": self.last_confusion, "val_per_class": per_class}
+
+    def print_report(self) -> None:
+        print_per_class("val per class (last epoch)", self.report().get("val_per_class", {}))

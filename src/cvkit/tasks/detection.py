@@ -1,0 +1,159 @@
+"""Object detection: a torchvision detector's own losses, COCO metrics of the whole split (pycocotools)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torchmetrics import MaxMetric
+
+from cvkit.metrics.detection import CocoEvaluator
+from cvkit.summary import print_per_class
+from cvkit.tasks.base import BaseTask
+from cvkit.visualize import detections_image
+
+log = logging.getLogger(__name__)
+Batch = tuple[list[torch.Tensor], list[dict[str, Any]]]
+NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+@contextlib.contextmanager
+def loss_mode(model: nn.Module, seed: int) -> Iterator[None]:
+    """The detector in training mode (so that it returns its losses) with normalisation layers kept in
+    evaluation mode, and its sampling of proposals seeded by `seed` on a side RNG: a validation loss that
+    is the same for the same weights and images, and changes nothing of the training."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    model.train()
+    for module in model.modules():
+        if isinstance(module, NORM_LAYERS):
+            module.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        model.eval()
+
+
+class DetectionTask(BaseTask):
+    """Logs ``train/loss`` and its parts (``train/loss_classifier``, ...), ``{val,test}/loss`` (the same
+    losses on held-out images, when ``val_loss``), COCO box metrics of the whole split gathered across
+    ranks (``{val,test}/map``, ``map_50``, ``map_75``, ``map_small|medium|large``, ``mar_1|10|100``, ...),
+    ``val/map_best``, and ``log_images`` val images with their true (green) and predicted (red) boxes."""
+
+    kind = "detection"
+
+    def __init__(
+        self,
+        *,
+        class_names: Sequence[str],
+        val_loss: bool = True,
+        log_images: int = 4,
+        draw_score_thresh: float = 0.5,
+        **base: Any,
+    ) -> None:
+        super().__init__(**base)
+        self.class_names = list(class_names)
+        self.val_loss = val_loss
+        self.log_images = log_images
+        self.draw_score_thresh = draw_score_thresh
+        self.val_map_best = MaxMetric()
+        self.evaluator: CocoEvaluator | None = None
+        self.evaluations: dict[str, dict[str, Any]] = {}
+
+    def forward(self, images: list[torch.Tensor], targets: list[dict[str, Any]] | None = None) -> Any:
+        return self.model(images, targets)
+
+    def training_step(self, batch: Batch | None, batch_idx: int) -> torch.Tensor | None:
+        if batch is None:  # every image of the batch was unreadable and skipped
+            return None
+        images, targets = batch
+        losses = self(images, targets)
+        loss = sum(losses.values())
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(images))
+        parts = {f"train/{name}": value for name, value in losses.items()}
+        self.log_dict(parts, on_step=False, on_epoch=True, batch_size=len(images))
+        return loss
+
+    def _evaluate(self, batch: Batch | None, stage: str) -> list[dict[str, torch.Tensor]] | None:
+        if batch is None:
+            return None
+        images, targets = batch
+        if self.val_loss:
+            with loss_mode(self.model, seed=int(targets[0]["image_id"])):
+                loss = sum(self(images, targets).values())
+            self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, prog_bar=True, batch_size=len(images))
+        detections = [{k: v.detach().cpu() for k, v in d.items()} for d in self(images)]
+        self.evaluator.update([t["image_id"] for t in targets], detections)
+        return detections
+
+    def validation_step(self, batch: Batch | None, batch_idx: int) -> None:
+        detections = self._evaluate(batch, "val")
+        if detections is not None and batch_idx == 0 and not self.trainer.sanity_checking:
+            self._draw(batch, detections)
+
+    def test_step(self, batch: Batch | None, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_evaluation("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_evaluation("test")
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self._finish_evaluation("val")
+        if metrics and not self.trainer.sanity_checking:
+            self.val_map_best(metrics["map"])
+            self.log("val/map_best", self.val_map_best.compute(), sync_dist=False)
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_evaluation("test")
+
+    def _start_evaluation(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        self.evaluator = CocoEvaluator(datamodule.ground_truth(stage), datamodule.label_to_category)
+
+    def _finish_evaluation(self, stage: str) -> dict[str, float]:
+        """Gather every rank's detections, score them, log ``{stage}/*`` (the same on every rank)."""
+        self.evaluator.gather()
+        if not self.evaluator.per_image:  # no image of this split was evaluated
+            return {}
+        metrics = self.evaluator.compute()
+        self.log_dict({f"{stage}/{name}": value for name, value in metrics.items()}, sync_dist=False)
+        if not self.trainer.sanity_checking:
+            self.evaluations[stage] = {
+                "per_class_ap": self.evaluator.per_class_ap(),
+                "predictions": self.evaluator.results(),
+                "ground_truth": self.evaluator.evaluated_ground_truth(),
+            }
+        return metrics
+
+    def _draw(self, batch: Batch, detections: list[dict[str, torch.Tensor]]) -> None:
+        experiment = getattr(self.logger, "experiment", None)
+        if not self.trainer.is_global_zero or not hasattr(experiment, "add_image"):
+            return
+        for i, (image, target, found) in enumerate(zip(*batch, detections)):
+            if i == self.log_images:
+                break
+            keep = found["scores"] >= self.draw_score_thresh
+            drawn = detections_image(image, target, {k: v[keep] for k, v in found.items()}, self.class_names)
+            experiment.add_image(f"val/detections/{i}", drawn, self.global_step)
+
+    def report(self) -> dict[str, Any]:
+        evaluation = self.evaluations.get("val")
+        return {"val_per_class_ap": evaluation["per_class_ap"]} if evaluation else {}
+
+    def print_report(self) -> None:
+        print_per_class("val AP per class (last epoch)", self.report().get("val_per_class_ap", {}))
+
+    def report_files(self) -> dict[str, Any]:
+        """The last val evaluation in COCO formats, so that anyone can re-score it with pycocotools."""
+        evaluation = self.evaluations.get("val")
+        if not evaluation:
+            return {}
+        return {"predictions.json": evaluation["predictions"], "ground_truth.json": evaluation["ground_truth"]}

@@ -1,0 +1,87 @@
+"""Every torchvision detector on several backbone families: builds, trains a step, detects."""
+
+import pytest
+import timm
+import torch
+
+from cvkit.errors import CvkitError
+from cvkit.models.detectors import build_detector, level_strides
+
+RESNET = {"family": "resnet", "name": "resnet18"}
+MOBILENET = {"family": "mobilenet", "name": "mobilenetv3_small_100"}
+EFFICIENTNET = {"family": "efficientnet", "name": "efficientnet_b0"}
+INCEPTION = {"family": "inception", "name": "inception_v3"}
+VIT = {"family": "vit", "name": "vit_tiny_patch16_224"}
+CASES = [
+    ("fasterrcnn", RESNET),
+    ("fasterrcnn", VIT),  # a single-resolution network: the simple pyramid
+    ("fasterrcnn", INCEPTION),
+    ("retinanet", MOBILENET),
+    ("retinanet", EFFICIENTNET),
+    ("fcos", RESNET),
+    ("fcos", MOBILENET),
+    ("ssdlite", MOBILENET),
+    ("ssdlite", VIT),
+]
+
+
+def images_and_targets() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """Two images of different sizes, one with two boxes and one with none."""
+    images = [torch.rand(3, 96, 128), torch.rand(3, 80, 80)]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0], [60.0, 20.0, 110.0, 90.0]]), "labels": torch.tensor([1, 3])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+    ]
+    return images, targets
+
+
+@pytest.mark.parametrize(("detector", "backbone"), CASES, ids=[f"{d}-{b['family']}" for d, b in CASES])
+def test_detector_trains_a_step_and_detects_in_image_coordinates(detector: str, backbone: dict) -> None:
+    torch.manual_seed(0)
+    model = build_detector(  # score_thresh 0: keep every detection, to check where they lie
+        detector=detector, backbone=backbone, num_classes=3, min_size=96, max_size=128, score_thresh=0.0
+    )
+    images, targets = images_and_targets()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    before = [p.detach().clone() for p in model.parameters()]
+    model.train()
+    losses = model(images, targets)
+    loss = sum(losses.values())
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and len(losses) >= 2
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    model.eval()
+    with torch.no_grad():
+        detections = model(images)
+    assert len(detections) == 2
+    if backbone is not INCEPTION:  # untrained, its activations overflow in eval mode: nothing is detected
+        assert len(detections[0]["boxes"]) > 0
+    for image, found in zip(images, detections):
+        assert set(found) == {"boxes", "scores", "labels"}
+        height, width = image.shape[1:]
+        assert (found["boxes"][:, [0, 2]] <= width + 1e-3).all() and (found["boxes"][:, [1, 3]] <= height + 1e-3).all()
+        assert ((found["labels"] >= 1) & (found["labels"] <= 3)).all()
+
+
+def test_pyramid_levels_and_anchor_sizes_must_agree() -> None:
+    assert level_strides("fasterrcnn") == [8, 16, 32, 64]
+    with pytest.raises(CvkitError, match="task.anchor_sizes has 2 sizes but retinanet predicts from 5 levels"):
+        build_detector(detector="retinanet", backbone=RESNET, num_classes=3, anchor_sizes=[32, 64])
+    with pytest.raises(CvkitError, match="task.detector='yolo' is not one of"):
+        build_detector(detector="yolo", backbone=RESNET, num_classes=3)
+
+
+def frozen_norms(model: torch.nn.Module) -> int:
+    return sum(type(m).__name__.startswith("FrozenBatchNorm") for m in model.backbone.body.modules())
+
+
+def test_loaded_weights_freeze_batchnorm_unless_told_otherwise(tmp_path) -> None:
+    weights = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), weights)
+    loaded = build_detector(detector="fcos", backbone={**RESNET, "weights": str(weights)}, num_classes=3)
+    assert frozen_norms(loaded) > 0
+    assert torch.equal(loaded.backbone.body.conv1.weight, torch.load(weights)["conv1.weight"])
+    told = build_detector(detector="fcos", backbone={**RESNET, "weights": str(weights)}, num_classes=3, freeze_bn=False)
+    assert frozen_norms(told) == 0
+    assert frozen_norms(build_detector(detector="fcos", backbone=RESNET, num_classes=3)) == 0
