@@ -54,21 +54,25 @@ def console_script(name: str) -> str:
     return str(path)
 
 
-def run_cli(name: str, *args: str, cwd: Path | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
-    """Run a cvkit console script on the CPU and capture its output (stdout and stderr together)."""
-    # PYTHONPATH: runs may plug in test callbacks from tests.helpers through the callbacks group.
+def cli_env() -> dict[str, str]:
+    """The environment cvkit's console scripts run in under the tests: CPU only, unbuffered output, and
+    tests/ importable (runs may plug in test callbacks from tests.helpers through the callbacks group)."""
     python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = {
+    return {
         **os.environ,
         "CUDA_VISIBLE_DEVICES": "",
         "PYTHONUNBUFFERED": "1",
         "COLUMNS": "200",
         "PYTHONPATH": python_path,
     }
+
+
+def run_cli(name: str, *args: str, cwd: Path | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """Run a cvkit console script on the CPU and capture its output (stdout and stderr together)."""
     return subprocess.run(
         [console_script(name), *args],
         cwd=cwd or REPO,
-        env=env,
+        env=cli_env(),
         timeout=timeout,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from cvkit.config import merge_overrides
-from cvkit.distributed import job_scope, use_job_command_for_ddp_children
+from cvkit.distributed import job_scope, rank_overrides, use_job_command_for_ddp_children
 from cvkit.errors import CvkitError
 
 log = logging.getLogger("cvkit")
@@ -52,6 +52,7 @@ def _evaluate(cfg: DictConfig) -> None:
 
 def train_main() -> None:
     use_job_command_for_ddp_children()
+    sys.argv = rank_overrides(sys.argv)
     hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")(_train)()
 
 

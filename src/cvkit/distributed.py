@@ -73,6 +73,23 @@ def job_scope() -> Iterator[None]:
                 os.environ[name] = value
 
 
+def launcher_rank() -> int:
+    """This process's global rank when an external launcher started every process of the job (torchrun:
+    ``RANK``; srun with several tasks: ``SLURM_PROCID``); 0 otherwise."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        return int(os.environ.get("RANK", 0))
+    if int(os.environ.get("SLURM_NTASKS", 1)) > 1:
+        return int(os.environ.get("SLURM_PROCID", 0))
+    return 0
+
+
+def rank_overrides(argv: Sequence[str]) -> list[str]:
+    """`argv` plus, in a process of rank > 0 started by torchrun or srun, the overrides that make it log
+    to ``train_rank<R>.log`` of the shared run dir and leave ``.hydra/`` to rank 0."""
+    rank = launcher_rank()
+    return [*argv, f"hydra.job.name=train_rank{rank}", "hydra.output_subdir=null"] if rank > 0 else list(argv)
+
+
 def use_job_command_for_ddp_children() -> None:
     """Make Lightning start DDP child processes with :func:`child_command`."""
     subprocess_script._hydra_subprocess_cmd = child_command
