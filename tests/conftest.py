@@ -30,12 +30,22 @@ def data_root(request: pytest.FixtureRequest) -> Path:
     return root
 
 
+def dataset(data_root: Path, name: str, marker: str, what: str) -> Path:
+    """The real dataset `name` under the data root, or a skip that says which is missing."""
+    path = data_root / name
+    if not (path / marker).is_dir():
+        pytest.skip(f"{path} ({what}) not found under the data root")
+    return path
+
+
 @pytest.fixture(scope="session")
 def bccd_cells(data_root: Path) -> Path:
-    path = data_root / "bccd_cells"
-    if not (path / "train").is_dir():
-        pytest.skip(f"{path} (image-folder classification set) not found under the data root")
-    return path
+    return dataset(data_root, "bccd_cells", "train", "image-folder classification set")
+
+
+@pytest.fixture(scope="session")
+def bccd_voc(data_root: Path) -> Path:
+    return dataset(data_root, "BCCD", "Annotations", "Pascal VOC detection set")
 
 
 def compose_train(output_dir: Path, *overrides: str, config_name: str = "train") -> DictConfig:

@@ -14,6 +14,8 @@ def test_every_backbone_family_and_data_option_composes(tmp_path: Path) -> None:
         assert compose_train(tmp_path, f"backbone={family}").backbone.family == family
     for data in ("digits", "imagefolder", "mnist", "fashion_mnist", "cifar10"):
         assert compose_train(tmp_path, f"data={data}").data.batch_size == 64
+    for data in ("voc", "coco"):
+        assert compose_train(tmp_path, "task=detection", f"data={data}").data.batch_size == 4
 
 
 def test_experiment_overrides_groups(tmp_path: Path) -> None:
@@ -22,6 +24,11 @@ def test_experiment_overrides_groups(tmp_path: Path) -> None:
     assert (cfg.backbone.name, cfg.data.image_size, cfg.trainer.max_epochs) == ("resnet18", 64, 5)
     # the transforms follow the experiment's image size
     assert cfg.data.eval_transforms[0].height == 64
+    detection = compose_train(tmp_path, "experiment=bccd_detection", "data.root=/somewhere")
+    assert detection.task._target_.endswith("DetectionTask") and detection.data._target_.endswith(
+        "VOCDetectionDataModule"
+    )
+    assert (detection.task.model.detector, detection.optimizer.base_batch_size) == ("fasterrcnn", 16)
 
 
 @pytest.mark.parametrize(

@@ -28,14 +28,6 @@ SMALL = [
 ]
 
 
-@pytest.fixture(scope="session")
-def bccd_voc(data_root: Path) -> Path:
-    path = data_root / "BCCD"
-    if not (path / "Annotations").is_dir():
-        pytest.skip(f"{path} (Pascal VOC detection set) not found under the data root")
-    return path
-
-
 @pytest.fixture(scope="module")
 def detection_run(bccd_voc: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     run_dir = tmp_path_factory.mktemp("detection") / "run"

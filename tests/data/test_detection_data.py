@@ -15,14 +15,6 @@ FLIP = [{"_target_": "albumentations.HorizontalFlip", "p": 1.0}]
 CLASSES = ["Platelets", "RBC", "WBC"]
 
 
-@pytest.fixture(scope="session")
-def bccd_voc(data_root: Path) -> Path:
-    path = data_root / "BCCD"
-    if not (path / "Annotations").is_dir():
-        pytest.skip(f"{path} (Pascal VOC detection set) not found under the data root")
-    return path
-
-
 def voc(root: Path, **kwargs) -> VOCDetectionDataModule:
     module = VOCDetectionDataModule(root=str(root), **{"batch_size": 4, "num_workers": 0, **kwargs})
     module.setup()

@@ -43,24 +43,14 @@ class ClassificationDataModule(BaseDataModule):
     def __init__(
         self,
         *,
-        batch_size: int,
-        num_workers: int,
         image_size: int,
         mean: Sequence[float],
         std: Sequence[float],
         train_transforms: Sequence[Any] | None = None,
         eval_transforms: Sequence[Any] | None = None,
-        strict: bool = False,
-        seed: int = 0,
-        global_batch_size: int | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            num_workers=num_workers,
-            strict=strict,
-            seed=seed,
-            global_batch_size=global_batch_size,
-        )
+        super().__init__(**common)
         if not isinstance(image_size, int) or image_size <= 0:
             raise CvkitError(f"data.image_size must be a positive integer, got {image_size!r}")
         self.image_size = image_size

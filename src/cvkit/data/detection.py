@@ -150,22 +150,12 @@ class DetectionDataModule(BaseDataModule):
     def __init__(
         self,
         *,
-        batch_size: int,
-        num_workers: int,
         min_box_visibility: float = 0.3,
         train_transforms: Sequence[Any] | None = None,
         eval_transforms: Sequence[Any] | None = None,
-        strict: bool = False,
-        seed: int = 0,
-        global_batch_size: int | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            num_workers=num_workers,
-            strict=strict,
-            seed=seed,
-            global_batch_size=global_batch_size,
-        )
+        super().__init__(**common)
         self.min_box_visibility = min_box_visibility
         self.train_pipeline = build_detection_pipeline(train_transforms, min_box_visibility, "data.train_transforms")
         self.eval_pipeline = build_detection_pipeline(eval_transforms, min_box_visibility, "data.eval_transforms")

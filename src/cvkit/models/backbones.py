@@ -79,16 +79,25 @@ def build_classifier(
     kwargs = dict(num_classes=num_classes, drop_rate=drop_rate, **timm_kwargs)
     if spec.patch_grid:
         kwargs["img_size"] = image_size
-    weights_file = pretrained_file(name, pretrained, weights)
-    if weights_file:
-        kwargs["pretrained_cfg_overlay"] = {"file": weights_file}
-    try:
-        model = timm.create_model(name, pretrained=pretrained or weights_file is not None, **kwargs)
-    except (RuntimeError, AssertionError, ValueError) as err:
-        raise CvkitError(f"backbone {name}: could not be built for {image_size}px inputs: {err}") from err
+    model, _ = create_timm_model(name, pretrained, weights, f"for {image_size}px inputs", **kwargs)
     check_input_size(name, spec, image_size, model)
     _probe(model, name, image_size)
     return model
+
+
+def create_timm_model(
+    name: str, pretrained: bool, weights: str | None, purpose: str, **kwargs: Any
+) -> tuple[nn.Module, bool]:
+    """timm's model `name` with ImageNet weights (`pretrained`), a local `weights` file, or neither;
+    returns it and whether weights were loaded. A failure names the backbone and the `purpose`."""
+    weights_file = pretrained_file(name, pretrained, weights)
+    if weights_file:
+        kwargs["pretrained_cfg_overlay"] = {"file": weights_file}
+    loaded = pretrained or weights_file is not None
+    try:
+        return timm.create_model(name, pretrained=loaded, **kwargs), loaded
+    except (RuntimeError, AssertionError, ValueError) as err:
+        raise CvkitError(f"backbone {name}: could not be built {purpose}: {err}") from err
 
 
 def _probe(model: nn.Module, name: str, image_size: int) -> None:

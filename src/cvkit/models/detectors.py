@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import timm
 import torch
 from timm.layers import freeze_batch_norm_2d
 from torch import nn
@@ -26,8 +25,7 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
 
 from cvkit.errors import CvkitError
-from cvkit.models.backbones import check_name
-from cvkit.models.weights import pretrained_file
+from cvkit.models.backbones import check_name, create_timm_model
 
 PYRAMID_STRIDES = (8, 16, 32)
 DETECTORS = ("fasterrcnn", "retinanet", "fcos", "ssdlite")
@@ -114,17 +112,11 @@ def build_pyramid_backbone(
     does for its detectors) when `freeze_bn` says so, or by default when pretrained weights are loaded:
     detection batches are too small for BatchNorm statistics."""
     spec = check_name(family, name)
-    weights_file = pretrained_file(name, pretrained, weights)
     kwargs: dict[str, Any] = {"features_only": True, **timm_kwargs}
     if spec.patch_grid:
         kwargs.update(dynamic_img_size=True, out_indices=(-1,))
-    if weights_file:
-        kwargs["pretrained_cfg_overlay"] = {"file": weights_file}
-    try:
-        body = timm.create_model(name, pretrained=pretrained or weights_file is not None, **kwargs)
-    except (RuntimeError, AssertionError, ValueError) as err:
-        raise CvkitError(f"backbone {name}: could not be built as a feature extractor: {err}") from err
-    if freeze_bn if freeze_bn is not None else (pretrained or weights_file is not None):
+    body, loaded = create_timm_model(name, pretrained, weights, "as a feature extractor", **kwargs)
+    if freeze_bn if freeze_bn is not None else loaded:
         body = freeze_batch_norm_2d(body)
     return PyramidBackbone(body, out_channels, extra_blocks)
 
