@@ -16,6 +16,7 @@ from torch import nn
 from cvkit.data.base import BaseDataModule
 from cvkit.errors import CvkitError
 from cvkit.models import build_classifier
+from cvkit.models.coco_detectors import build_coco_detector
 from cvkit.models.detectors import build_detector
 from cvkit.optim import LRPlan
 from cvkit.tasks import BaseTask
@@ -104,6 +105,9 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], datamodule: BaseData
     the task's model options (detection: the detector and its knobs)."""
     backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
     if task_class(cfg).kind == "detection":
+        if model_cfg.get("coco_weights"):
+            return build_coco_detector(model_cfg, backbone["name"], datamodule.num_classes)
+        model_cfg.pop("coco_weights", None)
         return build_detector(**model_cfg, backbone=backbone, num_classes=datamodule.num_classes)
     return build_classifier(**backbone, num_classes=datamodule.num_classes, image_size=datamodule.image_size)
 
