@@ -63,13 +63,20 @@ def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
         )
 
 
-def test_pretrained_without_network_fails_fast_with_advice(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from cvkit.models import build_classifier\n"
+        "build_classifier(family='resnet', name='resnet18', num_classes=3, image_size=32, pretrained=True)",
+        "from cvkit.models.detectors import build_detector\n"
+        "build_detector(detector='fcos', backbone={'family': 'resnet', 'name': 'resnet18', 'pretrained': True}, "
+        "num_classes=3)",
+    ],
+    ids=["classifier", "detector"],
+)
+def test_pretrained_without_network_fails_fast_with_advice(tmp_path: Path, code: str) -> None:
     # An empty hub cache and a hub address nothing listens on: the weights cannot be had.
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"}
-    code = (
-        "from cvkit.models import build_classifier\n"
-        "build_classifier(family='resnet', name='resnet18', num_classes=3, image_size=32, pretrained=True)"
-    )
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
     )
