@@ -1,5 +1,6 @@
 import contextlib
 import copy
+import faulthandler
 import io
 import json
 import socket
@@ -176,6 +177,8 @@ def free_port() -> int:
 def gather_worker(rank: int, port: int, ground_truth: dict, ids: list[int], out: Path) -> None:
     """One of two gloo ranks: evaluate half of `ids` (plus the other half's first image, as DistributedSampler's
     padding does), gather, and write what this rank computes."""
+    faulthandler.dump_traceback_later(60, exit=True)  # a hung rank fails the test with its traceback
+    torch.set_num_threads(1)  # as DataLoader workers do: OpenMP threads the parent used are gone after fork
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         half = len(ids) // 2

@@ -6,7 +6,10 @@ from cvkit.data.coco import CocoDetectionDataModule
 from cvkit.data.datamodule import ClassificationDataModule, Split
 from cvkit.data.detection import DetectionDataModule, DetectionRecord
 from cvkit.data.folders import ImageFolderDataModule
+from cvkit.data.masks import MaskFolderDataModule
+from cvkit.data.segmentation import SegmentationDataModule, SegmentationRecord
 from cvkit.data.voc import VOCDetectionDataModule
+from cvkit.data.voc_seg import VOCSegmentationDataModule
 
 __all__ = [
     "BaseDataModule",
@@ -16,7 +19,11 @@ __all__ = [
     "DetectionRecord",
     "DigitsDataModule",
     "ImageFolderDataModule",
+    "MaskFolderDataModule",
+    "SegmentationDataModule",
+    "SegmentationRecord",
     "Split",
     "TorchvisionDataModule",
     "VOCDetectionDataModule",
+    "VOCSegmentationDataModule",
 ]

@@ -1,7 +1,8 @@
 """Albumentations pipelines from config: the listed transforms, then conversion to a CHW float tensor.
 
-Classification pipelines normalise (``Normalize``); detection pipelines carry boxes along and stop at
-0..1 pixel values, since torchvision detectors normalise and resize inside their own transform.
+Classification and segmentation pipelines normalise (``Normalize``; segmentation masks follow every
+geometric step); detection pipelines carry boxes along and stop at 0..1 pixel values, since torchvision
+detectors normalise and resize inside their own transform.
 """
 
 from __future__ import annotations
@@ -31,12 +32,16 @@ def build_steps(specs: Sequence[Any] | None, key: str) -> list[A.BasicTransform 
     return steps
 
 
+def normalised_tensor(mean: Sequence[float], std: Sequence[float]) -> list[A.BasicTransform]:
+    """The closing steps of a pipeline: normalisation by `mean`/`std` (of 0..1 pixel values) and conversion
+    to a CHW float tensor (a mask passed along becomes an HxW tensor, its values unchanged)."""
+    return [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
+
+
 def build_pipeline(specs: Sequence[Any] | None, mean: Sequence[float], std: Sequence[float], key: str) -> A.Compose:
     """The transforms of `specs`, then normalisation by `mean`/`std` (of 0..1 pixel values) and conversion
     to a CHW float tensor."""
-    steps = build_steps(specs, key)
-    steps += [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
-    return A.Compose(steps)
+    return A.Compose([*build_steps(specs, key), *normalised_tensor(mean, std)])
 
 
 def build_detection_pipeline(specs: Sequence[Any] | None, min_visibility: float, key: str) -> A.Compose:

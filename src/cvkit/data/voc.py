@@ -146,17 +146,7 @@ class VOCDetectionDataModule(DetectionDataModule):
 
     def _read_split_file(self, split: str) -> list[str] | None:
         name = self.split_names[split]
-        if name is None:
-            return None
-        path = self.root / "ImageSets" / "Main" / f"{name}.txt"
-        if not path.is_file():
-            if split == "test":
-                log.info("%s: no test split (%s does not exist)", self.describe(), path)
-                return None
-            available = sorted(p.stem for p in path.parent.glob("*.txt"))
-            raise CvkitError(f"data.{split}_split: {path} does not exist; split files there: {available}")
-        # a line may carry a second column (VOC's per-class files: "<id> 1"); the id is the first word
-        return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+        return None if name is None else read_split_file(self.root / "ImageSets" / "Main" / f"{name}.txt", split)
 
     def _image_paths(self) -> dict[str, Path]:
         found = {}
@@ -203,3 +193,16 @@ class VOCDetectionDataModule(DetectionDataModule):
         return DetectionRecord(
             images[image_id], number, width, height, np.array(boxes), labels, difficult, np.array(train, bool)
         )
+
+
+def read_split_file(path: Path, split: str) -> list[str] | None:
+    """The image ids listed in a VOC split file (``ImageSets/<task>/<name>.txt``), one a line; None for
+    a test split without its file (the test split is optional), an error naming the others otherwise."""
+    if not path.is_file():
+        if split == "test":
+            log.info("no test split (%s does not exist)", path)
+            return None
+        available = sorted(p.stem for p in path.parent.glob("*.txt"))
+        raise CvkitError(f"data.{split}_split: {path} does not exist; split files there: {available}")
+    # a line may carry a second column (VOC's per-class files: "<id> 1"); the id is the first word
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
