@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -89,3 +90,11 @@ def run_cli(name: str, *args: str, cwd: Path | None = None, timeout: float = 120
         text=True,
         check=False,
     )
+
+
+def evaluate_val(checkpoint: Path, eval_dir: Path, val_batches: int) -> dict[str, float]:
+    """``cvkit-eval`` of `checkpoint` on the first `val_batches` val batches into `eval_dir`: its metrics."""
+    args = [f"ckpt_path={checkpoint}", f"trainer.limit_val_batches={val_batches}", "splits=[val]"]
+    result = run_cli("cvkit-eval", *args, f"hydra.run.dir={eval_dir}")
+    assert result.returncode == 0, result.stdout[-3000:]
+    return json.loads((eval_dir / "metrics.json").read_text())["metrics"]

@@ -9,7 +9,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tests.conftest import run_cli
+from tests.conftest import evaluate_val, run_cli
 from tests.test_cli import read_metrics, tensorboard_tags
 
 SMALL = [
@@ -76,10 +76,7 @@ def test_eval_reproduces_the_val_metrics_and_writes_predictions(
     run_dir, _ = detection_run
     checkpoint = next((run_dir / "checkpoints").glob("best-*.ckpt"))
     eval_dir = tmp_path / "eval"
-    args = [f"ckpt_path={checkpoint}", "trainer.limit_val_batches=3", "splits=[val]", f"hydra.run.dir={eval_dir}"]
-    result = run_cli("cvkit-eval", *args)
-    assert result.returncode == 0, result.stdout[-3000:]
-    trained, evaluated = read_metrics(run_dir), read_metrics(eval_dir)
+    trained, evaluated = read_metrics(run_dir), evaluate_val(checkpoint, eval_dir, val_batches=3)
     for key in ("val/map", "val/map_50", "val/mar_100", "val/loss"):
         assert evaluated[key] == pytest.approx(trained[key], rel=1e-5), key
     assert json.loads((eval_dir / "predictions.json").read_text()) == json.loads(
@@ -106,10 +103,7 @@ def test_two_ranks_score_the_same_as_one_process(bccd_voc: Path, tmp_path: Path)
     assert train.returncode == 0, train.stdout[-3000:]
     assert len(json.loads((run_dir / "ground_truth.json").read_text())["images"]) == 8
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    args = [f"ckpt_path={checkpoint}", "trainer.limit_val_batches=4", "splits=[val]", f"hydra.run.dir={eval_dir}"]
-    single = run_cli("cvkit-eval", *args)
-    assert single.returncode == 0, single.stdout[-3000:]
-    two_ranks, one = read_metrics(run_dir), read_metrics(eval_dir)
+    two_ranks, one = read_metrics(run_dir), evaluate_val(checkpoint, eval_dir, val_batches=4)
     for key in ("val/map", "val/map_50", "val/mar_100"):
         assert two_ranks[key] == pytest.approx(one[key], rel=1e-6), key
     assert rescore(run_dir) == rescore(eval_dir)

@@ -18,6 +18,7 @@ from cvkit.errors import CvkitError
 from cvkit.models import build_classifier
 from cvkit.models.coco_detectors import build_coco_detector
 from cvkit.models.detectors import build_detector
+from cvkit.models.segmenters import build_segmenter
 from cvkit.optim import LRPlan
 from cvkit.tasks import BaseTask
 from cvkit.tasks.classification import class_weights_from
@@ -104,6 +105,8 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], datamodule: BaseData
     """The network of the task of `cfg` on the ``cfg.backbone`` for the data's classes; `model_cfg` holds
     the task's model options (detection: the detector and its knobs)."""
     backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
+    if task_class(cfg).kind == "segmentation":
+        return build_segmenter(**model_cfg, backbone=backbone, num_classes=datamodule.num_classes)
     if task_class(cfg).kind == "detection":
         if model_cfg.get("coco_weights"):
             return build_coco_detector(model_cfg, backbone["name"], datamodule.num_classes)
@@ -119,9 +122,11 @@ def build_task(cfg: DictConfig, datamodule: BaseDataModule, plan: LRPlan, metada
     for callback_key in TASK_KEYS_FOR_CALLBACKS:
         task_cfg.pop(callback_key, None)
     model = build_model(cfg, task_cfg.pop("model", None) or {}, datamodule)
-    if "class_weights" in task_cfg:
+    if task_cfg.get("class_weights") is not None:  # read the train labels only when asked to
         counts = datamodule.class_counts("train")
         task_cfg["class_weights"] = class_weights_from(task_cfg["class_weights"], counts)
+    if task_class(cfg).kind == "segmentation":
+        task_cfg["ignore_index"] = datamodule.ignore_index
     return task_class(cfg)(
         **task_cfg,
         model=model,

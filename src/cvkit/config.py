@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cvkit.errors import CvkitError
 
@@ -18,7 +18,7 @@ TYPED_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "trainer.limit_val_batches": ((int, float), "a count or a fraction, e.g. trainer.limit_val_batches=10"),
     "data.batch_size": ((int,), "an integer, e.g. data.batch_size=64"),
     "data.num_workers": ((int,), "an integer, e.g. data.num_workers=4"),
-    "data.image_size": ((int,), "an integer number of pixels, e.g. data.image_size=224"),
+    "data.image_size": ((int, ListConfig), "pixels, e.g. data.image_size=224 (or [height,width] for segmentation)"),
     "optimizer.lr": ((int, float), "a number, e.g. optimizer.lr=0.1"),
     "optimizer.base_batch_size": ((int,), "an integer, e.g. optimizer.base_batch_size=256"),
 }

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torchvision.utils import draw_bounding_boxes
 
 
@@ -48,3 +49,33 @@ def detections_image(
     picture = draw_bounding_boxes(picture, truth["boxes"].cpu(), truth_names, colors="lime", width=2)
     found_names = [f"{class_names[int(lb) - 1]} {float(s):.2f}" for lb, s in zip(found["labels"], found["scores"])]
     return draw_bounding_boxes(picture, found["boxes"].cpu(), found_names, colors="red", width=1)
+
+
+def class_palette(num_classes: int) -> torch.Tensor:
+    """A fixed colour per class: [num_classes, 3] uint8 (matplotlib's tab20, cycled)."""
+    colours = plt.get_cmap("tab20").colors
+    return torch.tensor([colours[k % len(colours)] for k in range(num_classes)]).mul(255).to(torch.uint8)
+
+
+def segmentation_image(
+    image: torch.Tensor,
+    truth: torch.Tensor,
+    predicted: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    ignore_index: int | None,
+) -> torch.Tensor:
+    """The normalised `image` (CHW) at the masks' size, then the true and the predicted class masks as
+    colours over it, side by side: a uint8 [3, h, 3w] picture (ignored pixels stay uncoloured)."""
+    size = truth.shape[-2:]
+    pixels = image.detach().cpu().float() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    pixels = F.interpolate(pixels[None], size=size, mode="bilinear", align_corners=False)[0]
+    photo = (pixels.clamp(0, 1) * 255).to(torch.uint8)
+    palette = class_palette(int(max(truth.max(), predicted.max())) + 1)
+    panels = [photo]
+    for mask in (truth.cpu(), predicted.cpu()):
+        shown = mask != ignore_index if ignore_index is not None else torch.ones_like(mask, dtype=torch.bool)
+        colours = palette[mask.where(shown, 0)].permute(2, 0, 1)
+        blend = (0.4 * photo.float() + 0.6 * colours.float()).to(torch.uint8)
+        panels.append(torch.where(shown, blend, photo))
+    return torch.cat(panels, dim=2)

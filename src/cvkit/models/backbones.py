@@ -100,6 +100,19 @@ def create_timm_model(
         raise CvkitError(f"backbone {name}: could not be built {purpose}: {err}") from err
 
 
+def create_feature_extractor(
+    *, family: str, name: str, purpose: str, pretrained: bool = False, weights: str | None = None, **timm_kwargs: Any
+) -> tuple[nn.Module, bool]:
+    """timm's `name` of `family` as a ``features_only`` network (its maps, finest first, described by its
+    ``feature_info``); a ViT-style family gives its last map, for any input size that is a whole number of
+    patches. Returns it and whether weights were loaded (see :func:`create_timm_model`)."""
+    spec = check_name(family, name)
+    kwargs: dict[str, Any] = {"features_only": True, **timm_kwargs}
+    if spec.patch_grid:
+        kwargs.update(dynamic_img_size=True, out_indices=(-1,))
+    return create_timm_model(name, pretrained, weights, purpose, **kwargs)
+
+
 def _probe(model: nn.Module, name: str, image_size: int) -> None:
     """One forward pass at the configured size, so a size problem fails here and not deep in training."""
     was_training = model.training

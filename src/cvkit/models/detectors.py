@@ -25,7 +25,7 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
 
 from cvkit.errors import CvkitError
-from cvkit.models.backbones import check_name, create_timm_model
+from cvkit.models.backbones import create_feature_extractor
 
 PYRAMID_STRIDES = (8, 16, 32)
 DETECTORS = ("fasterrcnn", "retinanet", "fcos", "ssdlite")
@@ -111,11 +111,14 @@ def build_pyramid_backbone(
     """The timm model `name` of `family` as a :class:`PyramidBackbone`. BatchNorm is frozen (as torchvision
     does for its detectors) when `freeze_bn` says so, or by default when pretrained weights are loaded:
     detection batches are too small for BatchNorm statistics."""
-    spec = check_name(family, name)
-    kwargs: dict[str, Any] = {"features_only": True, **timm_kwargs}
-    if spec.patch_grid:
-        kwargs.update(dynamic_img_size=True, out_indices=(-1,))
-    body, loaded = create_timm_model(name, pretrained, weights, "as a feature extractor", **kwargs)
+    body, loaded = create_feature_extractor(
+        family=family,
+        name=name,
+        pretrained=pretrained,
+        weights=weights,
+        purpose="as a feature extractor",
+        **timm_kwargs,
+    )
     if freeze_bn if freeze_bn is not None else loaded:
         body = freeze_batch_norm_2d(body)
     return PyramidBackbone(body, out_channels, extra_blocks)

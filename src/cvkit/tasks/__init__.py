@@ -3,5 +3,6 @@
 from cvkit.tasks.base import CHECKPOINT_KEY, BaseTask
 from cvkit.tasks.classification import ClassificationTask
 from cvkit.tasks.detection import DetectionTask
+from cvkit.tasks.segmentation import SegmentationTask
 
-__all__ = ["CHECKPOINT_KEY", "BaseTask", "ClassificationTask", "DetectionTask"]
+__all__ = ["CHECKPOINT_KEY", "BaseTask", "ClassificationTask", "DetectionTask", "SegmentationTask"]

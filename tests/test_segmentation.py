@@ -1,0 +1,79 @@
+"""Segmentation end to end on the real CamVid set: cvkit-train as a user runs it, then cvkit-eval."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import dataset, evaluate_val, run_cli
+from tests.test_cli import read_metrics, tensorboard_tags
+
+SHORT = [
+    "task=segmentation",
+    "data=camvid",
+    "backbone=unet",
+    "backbone.depth=3",
+    "backbone.base_width=16",
+    "data.image_size=[64,96]",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "optimizer=adamw",
+    "optimizer.lr=0.003",
+    "optimizer.base_batch_size=8",
+    "scheduler.warmup_epochs=0.2",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=30",
+    "trainer.limit_val_batches=4",
+]
+
+
+@pytest.fixture(scope="module")
+def camvid(data_root: Path) -> Path:
+    return dataset(data_root, "CamVid", "trainannot", "CamVid segmentation set")
+
+
+@pytest.fixture(scope="module")
+def camvid_run(camvid: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    run_dir = tmp_path_factory.mktemp("camvid") / "run"
+    result = run_cli("cvkit-train", *SHORT, f"data.root={camvid}", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stdout[-3000:]
+    return run_dir, result.stdout
+
+
+def best_constant_miou(mask_files: list[Path], num_classes: int, ignore_index: int) -> float:
+    """The mIoU of the best trivial predictor, one class everywhere: that class's IoU is its share of
+    the counted pixels, every other class's is 0, over the classes present."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for path in mask_files:
+        mask = np.asarray(Image.open(path)).ravel()
+        counts += np.bincount(mask[mask != ignore_index], minlength=num_classes)
+    return counts.max() / counts.sum() / np.count_nonzero(counts)
+
+
+def test_short_camvid_run_beats_a_trivial_predictor(camvid_run: tuple[Path, str], camvid: Path) -> None:
+    run_dir, stdout = camvid_run
+    metrics = read_metrics(run_dir)
+    evaluated = sorted((camvid / "valannot").glob("*.png"))[:32]  # 4 val batches of 8, in file order
+    trivial = best_constant_miou(evaluated, num_classes=11, ignore_index=11)
+    assert trivial < 0.05
+    assert metrics["val/miou"] > 2 * trivial, (metrics["val/miou"], trivial)
+    assert metrics["val/pixel_acc"] > 0.4
+    report = json.loads((run_dir / "metrics.json").read_text())["val_per_class"]
+    assert len(report) == 11 and set(report["Road"]) == {"iou", "dice", "support"}
+    assert "val IoU per class" in stdout
+    assert "val/segmentation/0" in tensorboard_tags(run_dir)["images"]
+
+
+def test_eval_scores_at_the_original_mask_size(camvid_run: tuple[Path, str], camvid: Path, tmp_path: Path) -> None:
+    run_dir, _ = camvid_run
+    eval_dir = tmp_path / "eval"
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    trained, evaluated = read_metrics(run_dir), evaluate_val(checkpoint, eval_dir, val_batches=4)
+    for key in ("val/miou", "val/pixel_acc", "val/dice"):
+        assert evaluated[key] == pytest.approx(trained[key], rel=1e-6), key
+    # The counted pixels are those of the original masks (360 x 480), not of the 64 x 96 inputs.
+    per_class = json.loads((eval_dir / "metrics.json").read_text())["val_per_class"]
+    masks = [np.asarray(Image.open(p)) for p in sorted((camvid / "valannot").glob("*.png"))[:32]]
+    assert sum(row["support"] for row in per_class.values()) == sum(int((m != 11).sum()) for m in masks)
