@@ -46,11 +46,8 @@ def voc_to_coco(annotation_files: list[Path]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def ground_truth(data_root: Path) -> dict:
-    folder = data_root / "BCCD" / "Annotations"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} (BCCD, Pascal VOC layout) not found under the data root")
-    return voc_to_coco(sorted(folder.glob("*.xml"))[:20])
+def ground_truth(bccd_voc: Path) -> dict:
+    return voc_to_coco(sorted((bccd_voc / "Annotations").glob("*.xml"))[:20])
 
 
 def image_ids(ground_truth: dict) -> list[int]:
