@@ -3,6 +3,7 @@
 from cvkit.data.base import BaseDataModule
 from cvkit.data.builtin import DigitsDataModule, TorchvisionDataModule
 from cvkit.data.coco import CocoDetectionDataModule
+from cvkit.data.coco_seg import CocoSegmentationDataModule
 from cvkit.data.datamodule import ClassificationDataModule, Split
 from cvkit.data.detection import DetectionDataModule, DetectionRecord
 from cvkit.data.folders import ImageFolderDataModule
@@ -15,6 +16,7 @@ __all__ = [
     "BaseDataModule",
     "ClassificationDataModule",
     "CocoDetectionDataModule",
+    "CocoSegmentationDataModule",
     "DetectionDataModule",
     "DetectionRecord",
     "DigitsDataModule",

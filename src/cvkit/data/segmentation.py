@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import albumentations as A
 import numpy as np
@@ -45,12 +45,19 @@ log = logging.getLogger(__name__)
 INDEX_MODES = ("1", "L", "P", "I;16", "I;16B", "I;16L", "I")
 
 
+class MaskSource(Protocol):
+    """A mask that is not a file, such as one drawn from annotations; ``str()`` names it in messages."""
+
+    def read(self) -> np.ndarray:
+        """The HxW class indices."""
+
+
 @dataclass(frozen=True)
 class SegmentationRecord:
-    """An image file and the mask file of its class indices."""
+    """An image file and its mask of class indices: a mask file, or a :class:`MaskSource`."""
 
     image: Path
-    mask: Path
+    mask: Path | MaskSource
 
 
 def few(names: Sequence[str], shown: int = 5) -> str:
@@ -85,9 +92,11 @@ def parse_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     return size[0], size[1]
 
 
-def mask_mode_problem(path: Path) -> str | None:
-    """Why the mask file at `path` cannot hold class indices, from its header (None: it can, or it is
-    unreadable, which reading it reports)."""
+def mask_mode_problem(path: Path | MaskSource) -> str | None:
+    """Why the mask file at `path` cannot hold class indices, from its header (None: it can, it is
+    unreadable, which reading it reports, or it is not a file)."""
+    if not isinstance(path, Path):
+        return None
     try:
         with Image.open(path) as image:
             mode = image.mode
@@ -101,8 +110,10 @@ def mask_mode_problem(path: Path) -> str | None:
     )
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """Decode a mask file to an HxW array of class indices (uint8, or uint16 when values exceed 255)."""
+def read_mask(path: Path | MaskSource) -> np.ndarray:
+    """Decode a mask to an HxW array of class indices (uint8, or uint16 when values exceed 255)."""
+    if not isinstance(path, Path):
+        return compact_mask(path.read())
     try:
         with Image.open(path) as image:
             mode = image.mode
@@ -111,12 +122,17 @@ def read_mask(path: Path) -> np.ndarray:
         raise CorruptImageError(path, str(err) or type(err).__name__) from err
     if mask is None:
         raise CvkitError(mask_mode_problem(path) or f"mask {path} is not a class-index image")
+    return compact_mask(mask)
+
+
+def compact_mask(mask: np.ndarray) -> np.ndarray:
+    """`mask` in the smallest of uint8, uint16 and int64 that holds its values."""
     if mask.dtype == bool or (mask.size and mask.max() <= 255 and mask.min() >= 0):
         return mask.astype(np.uint8)
     return mask.astype(np.int64) if mask.min() < 0 or mask.max() > 65535 else mask.astype(np.uint16)
 
 
-def check_mask_values(mask: np.ndarray, path: Path, num_classes: int, ignore_index: int) -> None:
+def check_mask_values(mask: np.ndarray, path: Path | MaskSource, num_classes: int, ignore_index: int) -> None:
     """CvkitError naming `path` and the values of `mask` that are neither a class nor `ignore_index`."""
     wrong = ((mask >= num_classes) | (mask < 0)) & (mask != ignore_index)
     if wrong.any():

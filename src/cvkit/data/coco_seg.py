@@ -1,0 +1,147 @@
+"""COCO segmentation data: the instance polygons and RLEs of COCO files, drawn into semantic masks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from cvkit.data.coco_files import CocoImage, load_coco_json, read_categories, read_split, split_files
+from cvkit.data.segmentation import SegmentationDataModule, SegmentationRecord
+from cvkit.errors import CvkitError
+
+Segmentation = list[list[float]] | dict[str, Any]  # polygons, or an RLE (counts a list or a string)
+
+
+def check_segmentation(segmentation: Any, height: int, width: int, where: str) -> None:
+    """CvkitError saying `where` when `segmentation` is neither COCO polygons nor an RLE of the image's size."""
+    expected = 'polygons [[x1, y1, x2, y2, x3, y3, ...], ...] or an RLE {"counts": ..., "size": [height, width]}'
+    if isinstance(segmentation, list):
+        for polygon in segmentation:
+            if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+                raise CvkitError(f"{where} has a polygon {json.dumps(polygon)[:80]}; expected {expected}")
+    elif isinstance(segmentation, dict) and {"counts", "size"} <= segmentation.keys():
+        if list(segmentation["size"]) != [height, width]:
+            raise CvkitError(
+                f"{where} has an RLE of size {segmentation['size']}, but its image is {height}x{width} "
+                "(height x width) in the file's images"
+            )
+    elif segmentation is None:
+        raise CvkitError(f"{where} has no segmentation; data=coco_seg needs {expected} (boxes alone: data=coco)")
+    else:
+        raise CvkitError(f"{where} has segmentation {json.dumps(segmentation)[:80]}; expected {expected}")
+
+
+def decode_segmentation(segmentation: Segmentation, height: int, width: int) -> np.ndarray:
+    """The region of one annotation as a bool [height, width] array (what pycocotools' annToMask does)."""
+    if isinstance(segmentation, list):
+        if not segmentation:
+            return np.zeros((height, width), dtype=bool)
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation["counts"], list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        rle = segmentation
+    return mask_utils.decode(rle).astype(bool)
+
+
+@dataclass(frozen=True)
+class CocoMask:
+    """The semantic mask of one image, drawn from its annotations when read: each annotation's region
+    takes its class; pixels of no annotation take `background`; pixels that annotations of different
+    classes claim take `ignore_index` (as torchvision's COCO segmentation reference does)."""
+
+    name: str  # for messages: "<annotation file> image <id>"
+    height: int
+    width: int
+    segmentations: tuple[Segmentation, ...]
+    classes: tuple[int, ...]
+    background: int
+    ignore_index: int
+
+    def __str__(self) -> str:
+        return self.name
+
+    def read(self) -> np.ndarray:
+        claimed = np.full((self.height, self.width), -1, dtype=np.int64)
+        contested = np.zeros((self.height, self.width), dtype=bool)
+        for segmentation, index in zip(self.segmentations, self.classes, strict=True):
+            region = decode_segmentation(segmentation, self.height, self.width)
+            contested |= region & (claimed >= 0) & (claimed != index)
+            claimed[region] = index
+        mask = np.where(claimed >= 0, claimed, self.background)
+        mask[contested] = self.ignore_index
+        return mask
+
+
+class CocoSegmentationDataModule(SegmentationDataModule):
+    """Semantic segmentation from COCO instances files: ``<split>_images`` (a folder; ``file_name`` is
+    relative to it) and ``<split>_annotations`` (JSON with polygon or RLE ``segmentation``s) for train and
+    val, and optionally test. Masks are drawn with pycocotools as each image is read (see
+    :class:`CocoMask`); crowd regions take their category's class.
+
+    With ``background`` a name, class 0 is that name and pixels of no annotation; the categories follow in
+    sorted id order. With ``background`` null the categories are classes 0..K-1 and pixels of no
+    annotation are ignored (for files that label every pixel, such as COCO-Stuff).
+    """
+
+    def __init__(
+        self,
+        *,
+        train_images: str,
+        train_annotations: str,
+        val_images: str,
+        val_annotations: str,
+        test_images: str | None = None,
+        test_annotations: str | None = None,
+        background: str | None = "background",
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        self.paths = split_files(
+            (train_images, train_annotations), (val_images, val_annotations), (test_images, test_annotations)
+        )
+        self.background = background
+        self.name = f"coco_seg {self.paths['train'][1]}"
+
+    def describe(self) -> str:
+        return f"COCO segmentation data ({self.paths['train'][1]})"
+
+    def load_splits(self) -> tuple[dict[str, list[SegmentationRecord]], list[str]]:
+        contents = {split: load_coco_json(path, f"data.{split}_annotations") for split, (_, path) in self.paths.items()}
+        categories = read_categories(contents["train"], self.paths["train"][1])
+        names = list(categories.values())
+        if self.background is not None:
+            if self.background in names:
+                raise CvkitError(
+                    f"data.background={self.background!r} is also a category of {self.paths['train'][1]}; "
+                    "name the background class otherwise, or set data.background=null if the file labels it"
+                )
+            names.insert(0, self.background)
+        first = 0 if self.background is None else 1
+        self.category_to_class = {category: index for index, category in enumerate(categories, first)}
+        splits = {}
+        for split, content in contents.items():
+            images = read_split(split, content, self.paths[split], categories)
+            splits[split] = [self._record(image, self.paths[split][1]) for image in images]
+        return splits, names
+
+    def _record(self, image: CocoImage, path: Path) -> SegmentationRecord:
+        height, width = image.size
+        for entry in image.annotations:
+            where = f"{path} annotation {entry.get('id', '?')} (image {image.id})"
+            check_segmentation(entry.get("segmentation"), height, width, where)
+        mask = CocoMask(
+            name=f"{path.name} image {image.id}",
+            height=height,
+            width=width,
+            segmentations=tuple(entry["segmentation"] for entry in image.annotations),
+            classes=tuple(self.category_to_class[entry["category_id"]] for entry in image.annotations),
+            background=self.ignore_index if self.background is None else 0,
+            ignore_index=self.ignore_index,
+        )
+        return SegmentationRecord(image.path, mask)
