@@ -46,10 +46,10 @@ class CocoDetectionDataModule(DetectionDataModule):
         categories = read_categories(contents["train"], self.paths["train"][1])
         self.label_to_category = list(categories)
         label_of = {category: label for label, category in enumerate(self.label_to_category, 1)}
-        splits = {
-            split: [self._record(image, label_of) for image in read_split(split, content, self.paths[split], categories)]
-            for split, content in contents.items()
-        }
+        splits = {}
+        for split, content in contents.items():
+            images = read_split(split, content, self.paths[split], categories)
+            splits[split] = [self._record(image, label_of) for image in images]
         return splits, list(categories.values())
 
     @staticmethod
