@@ -135,7 +135,7 @@ def test_coco_seg_config_composes_and_loads(camvid_coco: dict[str, str], tmp_pat
     module.setup()
     assert module.class_names == ["background", *CAMVID_CLASSES] and module.ignore_index == 255
     images, masks = next(iter(module.val_dataloader()))
-    assert images.shape == (2, 3, *SMALL) and len(masks) == 2 and masks[0].shape == (360, 480)
+    assert images.shape == (2, 3, *module.image_size) and len(masks) == 2 and masks[0].shape == (360, 480)
 
 
 def rewrite(files: dict[str, str], tmp_path: Path, change) -> dict[str, str]:
