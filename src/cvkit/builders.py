@@ -101,18 +101,30 @@ def task_class(cfg: DictConfig) -> type[BaseTask]:
     return get_class(cfg.task._target_)
 
 
-def build_model(cfg: DictConfig, model_cfg: dict[str, Any], datamodule: BaseDataModule) -> nn.Module:
-    """The network of the task of `cfg` on the ``cfg.backbone`` for the data's classes; `model_cfg` holds
-    the task's model options (detection: the detector and its knobs)."""
+def build_model(
+    cfg: DictConfig, model_cfg: dict[str, Any], num_classes: int, image_size: Any, *, load_weights: bool = True
+) -> nn.Module:
+    """The network of the task of `cfg` on the ``cfg.backbone`` for `num_classes` at `image_size` (the
+    data module's); `model_cfg` holds the task's model options (detection: the detector and its knobs).
+
+    Without `load_weights` no pretrained or initial weights are read (no file, no network): the same
+    architecture, for loading a trained state dict into (:func:`cvkit.inference.load`).
+    """
     backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
-    if task_class(cfg).kind == "segmentation":
-        return build_segmenter(**model_cfg, backbone=backbone, num_classes=datamodule.num_classes)
-    if task_class(cfg).kind == "detection":
+    model_cfg = dict(model_cfg)
+    if not load_weights:
+        if "freeze_bn" in model_cfg and model_cfg["freeze_bn"] is None:  # frozen when weights were loaded
+            model_cfg["freeze_bn"] = bool(backbone.get("pretrained") or backbone.get("weights"))
+        backbone.update(pretrained=False, weights=None)
+    kind = task_class(cfg).kind
+    if kind == "segmentation":
+        return build_segmenter(**model_cfg, backbone=backbone, num_classes=num_classes)
+    if kind == "detection":
         if model_cfg.get("coco_weights"):
-            return build_coco_detector(model_cfg, backbone["name"], datamodule.num_classes)
+            return build_coco_detector(model_cfg, backbone["name"], num_classes, load_weights=load_weights)
         model_cfg.pop("coco_weights", None)
-        return build_detector(**model_cfg, backbone=backbone, num_classes=datamodule.num_classes)
-    return build_classifier(**backbone, num_classes=datamodule.num_classes, image_size=datamodule.image_size)
+        return build_detector(**model_cfg, backbone=backbone, num_classes=num_classes)
+    return build_classifier(**backbone, num_classes=num_classes, image_size=image_size)
 
 
 def build_task(cfg: DictConfig, datamodule: BaseDataModule, plan: LRPlan, metadata: Mapping[str, Any]) -> BaseTask:
@@ -121,7 +133,8 @@ def build_task(cfg: DictConfig, datamodule: BaseDataModule, plan: LRPlan, metada
     task_cfg.pop("_target_")
     for callback_key in TASK_KEYS_FOR_CALLBACKS:
         task_cfg.pop(callback_key, None)
-    model = build_model(cfg, task_cfg.pop("model", None) or {}, datamodule)
+    model_cfg = task_cfg.pop("model", None) or {}
+    model = build_model(cfg, model_cfg, datamodule.num_classes, getattr(datamodule, "image_size", None))
     if task_cfg.get("class_weights") is not None:  # read the train labels only when asked to
         counts = datamodule.class_counts("train")
         task_cfg["class_weights"] = class_weights_from(task_cfg["class_weights"], counts)

@@ -72,6 +72,6 @@ def test_the_task_config_reaches_the_coco_detector(tmp_path: Path, bccd_voc: Pat
     overrides = ["task=detection", "data=voc", f"data.root={bccd_voc}", "backbone.name=resnet50"]
     cfg = compose_train(tmp_path, *overrides, f"task.model.coco_weights={path}", "task.model.min_size=96")
     model_cfg = dict(cfg.task.model)
-    model = build_model(cfg, model_cfg, build_datamodule(cfg))
+    model = build_model(cfg, model_cfg, build_datamodule(cfg).num_classes, None)
     assert model.roi_heads.box_predictor.cls_score.out_features == 4  # Platelets, RBC, WBC + background
     assert model.transform.min_size == (96,)

@@ -46,10 +46,13 @@ def detector_knobs(model: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_coco_detector(model: dict[str, Any], backbone_name: str, num_classes: int) -> nn.Module:
+def build_coco_detector(
+    model: dict[str, Any], backbone_name: str, num_classes: int, *, load_weights: bool = True
+) -> nn.Module:
     """torchvision's COCO-trained ``model["detector"]`` on `backbone_name` for `num_classes` object classes
-    (plus the background), with the weights of the file ``model["coco_weights"]`` but its per-class outputs;
-    the other ``task.model`` settings as in :func:`detector_knobs`."""
+    (plus the background), with the weights of the file ``model["coco_weights"]`` but its per-class outputs
+    (none without `load_weights`: the architecture only); the other ``task.model`` settings as in
+    :func:`detector_knobs`."""
     detector, weights, knobs = model["detector"], model["coco_weights"], detector_knobs(model)
     if (detector, backbone_name) not in COCO_MODELS:
         options = ", ".join(f"task.model.detector={d} with backbone.name={b}" for d, b in COCO_MODELS)
@@ -57,22 +60,11 @@ def build_coco_detector(model: dict[str, Any], backbone_name: str, num_classes: 
             f"task.model.coco_weights: torchvision has no COCO-trained {detector} on {backbone_name}; "
             f"it has: {options} (backbone=resnet)"
         )
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise CvkitError(f"task.model.coco_weights={weights!r}: no such file (download torchvision's .pth once)")
     builder, class_scores = COCO_MODELS[(detector, backbone_name)]
     model = builder(weights=None, weights_backbone=None, num_classes=num_classes + 1, **knobs)
     model = freeze_batch_norm_2d(model)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    kept = {key: value for key, value in state.items() if not key.startswith(class_scores)}
-    not_this_model = f"task.model.coco_weights={weights!r} is not torchvision's {builder.__name__}"
-    try:
-        missing, unexpected = model.load_state_dict(kept, strict=False)
-    except RuntimeError as err:  # shapes that differ
-        raise CvkitError(f"{not_this_model}: {str(err).splitlines()[1].strip()}") from err
-    wrong = [key for key in missing if not key.startswith(class_scores)] + unexpected
-    if wrong:
-        raise CvkitError(f"{not_this_model}: keys {wrong[:5]}")
+    if load_weights:
+        load_coco_weights(model, weights, class_scores, builder.__name__)
     for name, parameter in model.named_parameters():
         if name.startswith(FROZEN_STAGES):
             parameter.requires_grad_(False)
@@ -80,3 +72,21 @@ def build_coco_detector(model: dict[str, Any], backbone_name: str, num_classes: 
         parts = {"head": model.head, "anchor_generator": model.anchor_generator}
         return FOREGROUND_ONLY[detector](model.backbone, num_classes + 1, **parts, **knobs)
     return model
+
+
+def load_coco_weights(model: nn.Module, weights: str, class_scores: str, builder_name: str) -> None:
+    """Load torchvision's weights file `weights` into `model`, all but the per-class outputs (keys that
+    start with `class_scores`)."""
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise CvkitError(f"task.model.coco_weights={weights!r}: no such file (download torchvision's .pth once)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    kept = {key: value for key, value in state.items() if not key.startswith(class_scores)}
+    not_this_model = f"task.model.coco_weights={weights!r} is not torchvision's {builder_name}"
+    try:
+        missing, unexpected = model.load_state_dict(kept, strict=False)
+    except RuntimeError as err:  # shapes that differ
+        raise CvkitError(f"{not_this_model}: {str(err).splitlines()[1].strip()}") from err
+    wrong = [key for key in missing if not key.startswith(class_scores)] + unexpected
+    if wrong:
+        raise CvkitError(f"{not_this_model}: keys {wrong[:5]}")
