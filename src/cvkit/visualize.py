@@ -47,8 +47,17 @@ def detections_image(
     picture = (image.detach().cpu().clamp(0, 1) * 255).to(torch.uint8)
     truth_names = [class_names[int(label) - 1] for label in truth["labels"]]
     picture = draw_bounding_boxes(picture, truth["boxes"].cpu(), truth_names, colors="lime", width=2)
-    found_names = [f"{class_names[int(lb) - 1]} {float(s):.2f}" for lb, s in zip(found["labels"], found["scores"])]
-    return draw_bounding_boxes(picture, found["boxes"].cpu(), found_names, colors="red", width=1)
+    return draw_detections(picture, found, class_names, colour="red")
+
+
+def draw_detections(
+    picture: torch.Tensor, found: dict[str, torch.Tensor], class_names: Sequence[str], colour: str = "red"
+) -> torch.Tensor:
+    """The uint8 CHW `picture` with the boxes of `found` (labels 1..K) named by class and score."""
+    if not len(found["boxes"]):
+        return picture
+    names = [f"{class_names[int(lb) - 1]} {float(s):.2f}" for lb, s in zip(found["labels"], found["scores"])]
+    return draw_bounding_boxes(picture, found["boxes"].cpu().float(), names, colors=colour, width=1)
 
 
 def class_palette(num_classes: int) -> torch.Tensor:
@@ -72,10 +81,16 @@ def segmentation_image(
     pixels = F.interpolate(pixels[None], size=size, mode="bilinear", align_corners=False)[0]
     photo = (pixels.clamp(0, 1) * 255).to(torch.uint8)
     palette = class_palette(int(max(truth.max(), predicted.max())) + 1)
-    panels = [photo]
-    for mask in (truth.cpu(), predicted.cpu()):
-        shown = mask != ignore_index if ignore_index is not None else torch.ones_like(mask, dtype=torch.bool)
-        colours = palette[mask.where(shown, 0)].permute(2, 0, 1)
-        blend = (0.4 * photo.float() + 0.6 * colours.float()).to(torch.uint8)
-        panels.append(torch.where(shown, blend, photo))
-    return torch.cat(panels, dim=2)
+    overlays = [mask_overlay(photo, mask.cpu(), palette, ignore_index) for mask in (truth, predicted)]
+    return torch.cat([photo, *overlays], dim=2)
+
+
+def mask_overlay(
+    photo: torch.Tensor, mask: torch.Tensor, palette: torch.Tensor, ignore_index: int | None = None
+) -> torch.Tensor:
+    """The uint8 CHW `photo` with each pixel of `mask` (class indices, its size) tinted by the class's
+    `palette` colour; pixels at `ignore_index` stay as they are."""
+    shown = mask != ignore_index if ignore_index is not None else torch.ones_like(mask, dtype=torch.bool)
+    colours = palette[mask.where(shown, 0).long()].permute(2, 0, 1)
+    blend = (0.4 * photo.float() + 0.6 * colours.float()).to(torch.uint8)
+    return torch.where(shown, blend, photo)
