@@ -1,4 +1,5 @@
-"""Entry points: ``cvkit-train`` and ``cvkit-eval`` (Hydra apps over the configs in cvkit.configs)."""
+"""Entry points: ``cvkit-train``, ``cvkit-eval``, ``cvkit-predict`` and ``cvkit-export`` (Hydra apps over
+the configs in cvkit.configs)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,20 @@ def _evaluate(cfg: DictConfig) -> None:
     evaluate(cfg)
 
 
+@_reporting_errors
+def _predict(cfg: DictConfig) -> None:
+    from cvkit.predict import predict
+
+    predict(cfg)
+
+
+@_reporting_errors
+def _export(cfg: DictConfig) -> None:
+    from cvkit.export import export
+
+    export(cfg)
+
+
 def train_main() -> None:
     use_job_command_for_ddp_children()
     sys.argv = rank_overrides(sys.argv)
@@ -77,3 +92,11 @@ def eval_main() -> None:
     flags = [arg for arg in sys.argv[1:] if arg not in given]  # Hydra's own flags, with their values
     sys.argv = [sys.argv[0], *flags, *merge_overrides(_recorded_overrides(given), given)]
     hydra.main(config_path=CONFIG_PATH, config_name="eval", version_base="1.3")(_evaluate)()
+
+
+def predict_main() -> None:
+    hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")(_predict)()
+
+
+def export_main() -> None:
+    hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")(_export)()
