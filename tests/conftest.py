@@ -98,3 +98,14 @@ def evaluate_val(checkpoint: Path, eval_dir: Path, val_batches: int) -> dict[str
     result = run_cli("cvkit-eval", *args, f"hydra.run.dir={eval_dir}")
     assert result.returncode == 0, result.stdout[-3000:]
     return json.loads((eval_dir / "metrics.json").read_text())["metrics"]
+
+
+def export_cfg(checkpoint: Path, **values: object) -> DictConfig:
+    """The composed cvkit-export config of `checkpoint`, with `values` overridden."""
+    quoted = {
+        key: f"'{value}'" if isinstance(value, str) else "null" if value is None else value
+        for key, value in values.items()
+    }
+    overrides = [f"{key}={value}" for key, value in quoted.items()]
+    with initialize_config_module(config_module="cvkit.configs", version_base="1.3"):
+        return compose(config_name="export", overrides=[f"ckpt_path={checkpoint}", *overrides])

@@ -5,11 +5,18 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from omegaconf import OmegaConf
+from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tests.conftest import evaluate_val, run_cli
+import cvkit
+from cvkit.errors import CvkitError
+from cvkit.export import export
+from cvkit.predict import predict
+from tests.conftest import evaluate_val, export_cfg, run_cli
 from tests.test_cli import read_metrics, tensorboard_tags
 
 SMALL = [
@@ -107,3 +114,50 @@ def test_two_ranks_score_the_same_as_one_process(bccd_voc: Path, tmp_path: Path)
     for key in ("val/map", "val/map_50", "val/mar_100"):
         assert two_ranks[key] == pytest.approx(one[key], rel=1e-6), key
     assert rescore(run_dir) == rescore(eval_dir)
+
+
+def test_predict_finds_what_validation_found(detection_run: tuple[Path, str], bccd_voc: Path) -> None:
+    """cvkit.load on the trained checkpoint gives, for the val images, the detections the run scored."""
+    run_dir, _ = detection_run
+    files = {
+        image["id"]: image["file_name"] for image in json.loads((run_dir / "ground_truth.json").read_text())["images"]
+    }
+    logged = json.loads((run_dir / "predictions.json").read_text())
+    model = cvkit.load(run_dir / "checkpoints" / "last.ckpt", device="cpu")
+    assert model.kind == "detection" and model.class_names == ["Platelets", "RBC", "WBC"]
+    results = model.predict([bccd_voc / "JPEGImages" / files[i] for i in files], batch_size=2)
+    assert sum(len(found.scores) for found in results) == len(logged) > 0
+    for image_id, found in zip(files, results, strict=True):
+        expected = sorted((p for p in logged if p["image_id"] == image_id), key=lambda p: -p["score"])
+        assert found.scores.tolist() == pytest.approx([p["score"] for p in expected], abs=1e-4)
+        assert (found.class_ids + 1).tolist() == [p["category_id"] for p in expected]
+        xywh = np.concatenate([found.boxes[:, :2], found.boxes[:, 2:] - found.boxes[:, :2]], axis=1)
+        assert xywh == pytest.approx(np.array([p["bbox"] for p in expected]).reshape(-1, 4), abs=1e-2)
+
+
+def test_predict_and_onnx_export_of_a_detector(detection_run: tuple[Path, str], bccd_voc: Path, tmp_path: Path) -> None:
+    run_dir, _ = detection_run
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    (tmp_path / "in").mkdir()
+    for name in ("BloodImage_00000.jpg", "BloodImage_00001.jpg"):
+        (tmp_path / "in" / name).write_bytes((bccd_voc / "JPEGImages" / name).read_bytes())
+    options = {"device": "cpu", "batch_size": 2, "num_workers": 0, "top_k": 5, "score_thresh": 0.05, "draw": True}
+    cfg = OmegaConf.create(
+        {"ckpt_path": str(checkpoint), "input": str(tmp_path / "in"), "output": str(tmp_path / "out"), **options}
+    )
+    predict(cfg)
+    images = json.loads((tmp_path / "out" / "images.json").read_text())
+    assert [(i["file_name"], i["width"], i["height"]) for i in images["images"]] == [
+        ("BloodImage_00000.jpg", 640, 480),
+        ("BloodImage_00001.jpg", 640, 480),
+    ]
+    assert [c["name"] for c in images["categories"]] == ["Platelets", "RBC", "WBC"]
+    results = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert results and all(r["score"] >= 0.05 and r["image_id"] in (1, 2) for r in results)
+    assert Image.open(tmp_path / "out" / "drawn" / "BloodImage_00001.jpg").size == (640, 480)
+
+    output = tmp_path / "detector.onnx"
+    done = export(export_cfg(checkpoint, output=str(output), images=str(tmp_path / "in")))
+    assert done["difference"] <= 1e-3 and output.is_file()
+    with pytest.raises(CvkitError, match="format=torchscript is not offered for detectors"):
+        export(export_cfg(checkpoint, format="torchscript", images=str(tmp_path / "in")))

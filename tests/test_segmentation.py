@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import dataset, evaluate_val, run_cli
+import cvkit
+from cvkit.export import export
+from tests.conftest import dataset, evaluate_val, export_cfg, run_cli
 from tests.test_cli import read_metrics, tensorboard_tags
 
 SHORT = [
@@ -77,3 +79,34 @@ def test_eval_scores_at_the_original_mask_size(camvid_run: tuple[Path, str], cam
     per_class = json.loads((eval_dir / "metrics.json").read_text())["val_per_class"]
     masks = [np.asarray(Image.open(p)) for p in sorted((camvid / "valannot").glob("*.png"))[:32]]
     assert sum(row["support"] for row in per_class.values()) == sum(int((m != 11).sum()) for m in masks)
+
+
+def test_predicted_masks_score_what_validation_scored(camvid_run: tuple[Path, str], camvid: Path) -> None:
+    """cvkit.load on the trained checkpoint: masks at the original size whose pixel accuracy on the run's
+    val images is the run's val/pixel_acc."""
+    run_dir, _ = camvid_run
+    model = cvkit.load(run_dir / "checkpoints" / "last.ckpt", device="cpu")
+    files = sorted((camvid / "val").glob("*.jpg"))[:32]
+    results = model.predict(files, batch_size=8)
+    truth = [np.asarray(Image.open(camvid / "valannot" / f"{path.stem}.png")) for path in files]
+    assert all(found.mask.shape == mask.shape == (360, 480) for found, mask in zip(results, truth, strict=True))
+    correct = sum(int(((found.mask == mask) & (mask != 11)).sum()) for found, mask in zip(results, truth))
+    counted = sum(int((mask != 11).sum()) for mask in truth)
+    assert correct / counted == pytest.approx(read_metrics(run_dir)["val/pixel_acc"], abs=1e-4)
+
+
+def test_predict_writes_masks_and_export_matches(camvid_run: tuple[Path, str], camvid: Path, tmp_path: Path) -> None:
+    run_dir, _ = camvid_run
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    pattern = str(camvid / "val" / "0016E5_0796[13].jpg")
+    result = run_cli("cvkit-predict", f"ckpt_path={checkpoint}", f"input='{pattern}'", f"output={tmp_path / 'out'}")
+    assert result.returncode == 0, result.stdout[-3000:]
+    written = sorted(p.name for p in (tmp_path / "out" / "masks").iterdir())
+    assert written == ["0016E5_07961.png", "0016E5_07963.png"]
+    mask = np.asarray(Image.open(tmp_path / "out" / "masks" / written[0]))
+    expected = cvkit.load(checkpoint, device="cpu").predict([camvid / "val" / "0016E5_07961.jpg"])[0].mask
+    assert mask.dtype == np.uint8 and np.array_equal(mask, expected)
+    assert Image.open(tmp_path / "out" / "overlays" / "0016E5_07961.jpg").size == (480, 360)
+
+    done = export(export_cfg(checkpoint, output=str(tmp_path / "unet.onnx"), images=pattern))
+    assert done["difference"] <= 1e-4 and done["metadata"]["outputs"] == "logits [N, K, H, W]"
