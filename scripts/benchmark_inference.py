@@ -121,6 +121,16 @@ def time_backend(run: Callable, batch: torch.Tensor, warmup: int, runs: int) -> 
     }
 
 
+def cpu_name() -> str:
+    """The CPU model, as /proc/cpuinfo names it (Linux), else what the platform module says."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "cpu"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", nargs="*", default=None, help="FAMILY or FAMILY:NAME (default: every family)")
@@ -160,7 +170,7 @@ def main() -> None:
                 print(f"{name} {backend} batch {batch_size}: {result['median_ms']:.1f} ms", flush=True)
 
     machine = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

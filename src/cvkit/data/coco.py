@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from cvkit.data.coco_files import CocoImage, load_coco_json, read_categories, read_split, split_files
+from cvkit.data.coco_files import CocoFiles, CocoImage
 from cvkit.data.detection import DetectionDataModule, DetectionRecord
 from cvkit.errors import CvkitError
 
 
-class CocoDetectionDataModule(DetectionDataModule):
+class CocoDetectionDataModule(CocoFiles, DetectionDataModule):
     """Detection data in COCO format: ``<split>_images`` (a folder; each image's ``file_name`` is relative
     to it) and ``<split>_annotations`` (a COCO instances JSON) for train and val, and optionally test.
 
@@ -21,35 +21,20 @@ class CocoDetectionDataModule(DetectionDataModule):
     images without annotations are kept. Image ids are the file's own.
     """
 
-    def __init__(
-        self,
-        *,
-        train_images: str,
-        train_annotations: str,
-        val_images: str,
-        val_annotations: str,
-        test_images: str | None = None,
-        test_annotations: str | None = None,
-        **common: Any,
-    ) -> None:
-        super().__init__(**common)
-        self.paths = split_files(
-            (train_images, train_annotations), (val_images, val_annotations), (test_images, test_annotations)
-        )
+    def __init__(self, **files_and_common: Any) -> None:
+        super().__init__(**files_and_common)
         self.name = f"coco {self.paths['train'][1]}"
 
     def describe(self) -> str:
         return f"COCO detection data ({self.paths['train'][1]})"
 
     def load_splits(self) -> tuple[dict[str, list[DetectionRecord]], list[str]]:
-        contents = {split: load_coco_json(path, f"data.{split}_annotations") for split, (_, path) in self.paths.items()}
-        categories = read_categories(contents["train"], self.paths["train"][1])
+        images, categories = self.read_files()
         self.label_to_category = list(categories)
         label_of = {category: label for label, category in enumerate(self.label_to_category, 1)}
-        splits = {}
-        for split, content in contents.items():
-            images = read_split(split, content, self.paths[split], categories)
-            splits[split] = [self._record(image, label_of) for image in images]
+        splits = {
+            split: [self._record(image, label_of) for image in split_images] for split, split_images in images.items()
+        }
         return splits, list(categories.values())
 
     @staticmethod

@@ -109,3 +109,33 @@ def read_split(
     if missing := [str(image.path) for image in images.values() if not image.path.is_file()][:5]:
         raise CvkitError(f"data.{split}_images: {path} lists images that do not exist, such as {missing}")
     return list(images.values())
+
+
+class CocoFiles:
+    """Mixin of the COCO data modules: the ``<split>_images`` folder and ``<split>_annotations`` file of
+    train, val and optionally test (as :attr:`paths`), read and checked by :meth:`read_files`."""
+
+    def __init__(
+        self,
+        *,
+        train_images: str,
+        train_annotations: str,
+        val_images: str,
+        val_annotations: str,
+        test_images: str | None = None,
+        test_annotations: str | None = None,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        self.paths = split_files(
+            (train_images, train_annotations), (val_images, val_annotations), (test_images, test_annotations)
+        )
+
+    def read_files(self) -> tuple[dict[str, list[CocoImage]], dict[int, str]]:
+        """The images of each split with their annotations, and the train file's categories by id."""
+        contents = {split: load_coco_json(path, f"data.{split}_annotations") for split, (_, path) in self.paths.items()}
+        categories = read_categories(contents["train"], self.paths["train"][1])
+        images = {
+            split: read_split(split, content, self.paths[split], categories) for split, content in contents.items()
+        }
+        return images, categories

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from cvkit.data.coco_files import CocoImage, load_coco_json, read_categories, read_split, split_files
+from cvkit.data.coco_files import CocoFiles, CocoImage
 from cvkit.data.segmentation import SegmentationDataModule, SegmentationRecord
 from cvkit.errors import CvkitError
 
@@ -78,7 +78,7 @@ class CocoMask:
         return mask
 
 
-class CocoSegmentationDataModule(SegmentationDataModule):
+class CocoSegmentationDataModule(CocoFiles, SegmentationDataModule):
     """Semantic segmentation from COCO instances files: ``<split>_images`` (a folder; ``file_name`` is
     relative to it) and ``<split>_annotations`` (JSON with polygon or RLE ``segmentation``s) for train and
     val, and optionally test. Masks are drawn with pycocotools as each image is read (see
@@ -89,22 +89,8 @@ class CocoSegmentationDataModule(SegmentationDataModule):
     annotation are ignored (for files that label every pixel, such as COCO-Stuff).
     """
 
-    def __init__(
-        self,
-        *,
-        train_images: str,
-        train_annotations: str,
-        val_images: str,
-        val_annotations: str,
-        test_images: str | None = None,
-        test_annotations: str | None = None,
-        background: str | None = "background",
-        **common: Any,
-    ) -> None:
-        super().__init__(**common)
-        self.paths = split_files(
-            (train_images, train_annotations), (val_images, val_annotations), (test_images, test_annotations)
-        )
+    def __init__(self, *, background: str | None = "background", **files_and_common: Any) -> None:
+        super().__init__(**files_and_common)
         self.background = background
         self.name = f"coco_seg {self.paths['train'][1]}"
 
@@ -112,8 +98,7 @@ class CocoSegmentationDataModule(SegmentationDataModule):
         return f"COCO segmentation data ({self.paths['train'][1]})"
 
     def load_splits(self) -> tuple[dict[str, list[SegmentationRecord]], list[str]]:
-        contents = {split: load_coco_json(path, f"data.{split}_annotations") for split, (_, path) in self.paths.items()}
-        categories = read_categories(contents["train"], self.paths["train"][1])
+        images, categories = self.read_files()
         names = list(categories.values())
         if self.background is not None:
             if self.background in names:
@@ -124,10 +109,10 @@ class CocoSegmentationDataModule(SegmentationDataModule):
             names.insert(0, self.background)
         first = 0 if self.background is None else 1
         self.category_to_class = {category: index for index, category in enumerate(categories, first)}
-        splits = {}
-        for split, content in contents.items():
-            images = read_split(split, content, self.paths[split], categories)
-            splits[split] = [self._record(image, self.paths[split][1]) for image in images]
+        splits = {
+            split: [self._record(image, self.paths[split][1]) for image in split_images]
+            for split, split_images in images.items()
+        }
         return splits, names
 
     def _record(self, image: CocoImage, path: Path) -> SegmentationRecord:
