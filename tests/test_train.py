@@ -8,6 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from cvkit.builders import build_datamodule, build_task, build_trainer, lr_plan
 from cvkit.checkpoints import init_weights
 from cvkit.errors import CvkitError
 from cvkit.models import build_classifier
@@ -51,13 +52,32 @@ def test_resume_gives_the_same_weights_as_training_straight(tmp_path: Path) -> N
     interrupted = tmp_path / "interrupted"
     stop = ["+callbacks.stop._target_=tests.helpers.StopAfterEpochs", "+callbacks.stop.epochs=1"]
     train(compose_train(interrupted, *run, *stop))
-    assert torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
+    after_one_epoch = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=False)
+    assert after_one_epoch["epoch"] == 0 and after_one_epoch["cvkit_best"]["val_acc_best"] > 0
     train(compose_train(interrupted, *run, "resume=true"))
     straight, resumed = final_weights(tmp_path / "straight"), final_weights(interrupted)
     assert straight.keys() == resumed.keys()
     different = [k for k in straight if not torch.equal(straight[k], resumed[k])]
     assert not different, f"weights differ after resume: {different[:5]}"
     assert json.loads((interrupted / "summary.json").read_text())["resumed_from"].endswith("last.ckpt")
+    # The best val accuracy spans the resume: the same as training straight through.
+    best = {
+        run: json.loads((tmp_path / run / "metrics.json").read_text())["metrics"]["val/acc_best"]
+        for run in ("straight", "interrupted")
+    }
+    assert best["interrupted"] == pytest.approx(best["straight"], abs=1e-6)
+
+
+def test_best_metric_values_are_carried_over(tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, *SMALL)
+    datamodule = build_datamodule(cfg)
+    plan = lr_plan(cfg, datamodule, build_trainer(cfg, callbacks=[]))
+    saved_from, restored = (build_task(cfg, datamodule, plan, {}) for _ in range(2))
+    assert saved_from.best_values() == {}
+    saved_from.val_acc_best.update(torch.tensor(0.8))
+    saved_from.val_acc_best.update(torch.tensor(0.6))
+    restored.restore_best_values(saved_from.best_values())
+    assert restored.best_values() == pytest.approx({"val_acc_best": 0.8})
 
 
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

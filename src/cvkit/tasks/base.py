@@ -12,12 +12,14 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torchmetrics import MaxMetric
 
 from cvkit.optim import LRPlan, build_optimizer, build_schedule
 
 CHECKPOINT_KEY = "cvkit"
 RNG_KEY = "cvkit_rng_states"
 SCHEDULE_KEY = "cvkit_schedule"
+BEST_KEY = "cvkit_best"  # the best values so far of the task's MaxMetrics (val/acc_best, ...)
 log = logging.getLogger(__name__)
 
 
@@ -92,11 +94,28 @@ class BaseTask(pl.LightningModule):
             "global_batch_size": self.lr_plan.global_batch_size,
             "effective_lr": self.lr_plan.effective_lr,
         }
+        checkpoint[BEST_KEY] = self.best_values()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if RNG_KEY in checkpoint:
             restore_rng_states(checkpoint[RNG_KEY])
         self.resumed_schedule = checkpoint.get(SCHEDULE_KEY)
+        self.restore_best_values(checkpoint.get(BEST_KEY, {}))
+
+    def best_values(self) -> dict[str, float]:
+        """The best value so far of each of the task's MaxMetrics (``val/acc_best``, ...) that has one."""
+        return {
+            name: float(metric.compute())
+            for name, metric in self.named_children()
+            if isinstance(metric, MaxMetric) and metric.update_called
+        }
+
+    def restore_best_values(self, values: Mapping[str, float]) -> None:
+        """Undo :meth:`best_values`, so that ``val/*_best`` spans a resume."""
+        for name, best in values.items():
+            metric = getattr(self, name, None)
+            if isinstance(metric, MaxMetric):
+                metric.update(torch.tensor(best, device=metric.device))
 
     def on_train_start(self) -> None:
         if self.resumed_schedule:
