@@ -21,6 +21,7 @@ from cvkit.builders import build_datamodule
 from cvkit.errors import CvkitError
 from cvkit.export import export
 from cvkit.inference.inputs import find_images
+from cvkit.inference.predictor import resolve_device
 from tests.conftest import REPO, export_cfg, run_cli
 from tests.test_cli import read_metrics
 
@@ -164,3 +165,13 @@ def test_inference_benchmark_smoke_run(tmp_path: Path) -> None:
     for row in report["rows"]:
         assert row["images_per_s"] > 0 and row["p95_ms"] >= row["median_ms"] and len(row["latencies_ms"]) == 3
     assert report["machine"]["threads"] == 1 and "images/s" in result.stdout
+
+
+def test_devices_are_checked() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(CvkitError, match="device='gpu0' is not a device: use auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(CvkitError, match="this machine has no CUDA GPU: use device=cpu"):
+            resolve_device("cuda:1")
