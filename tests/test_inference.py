@@ -151,16 +151,22 @@ def test_load_refuses_what_is_not_a_cvkit_checkpoint(tmp_path: Path) -> None:
         cvkit.load(path)
 
 
-def test_inference_benchmark_smoke_run(tmp_path: Path) -> None:
+def test_inference_benchmark_smoke_run(classifier_run: Path, tmp_path: Path) -> None:
     script = REPO / "scripts" / "benchmark_inference.py"
-    args = ["--backbone", "resnet", "--image-size", "32", "--batch-sizes", "2", "--backends", "eager", "onnxruntime"]
-    timing = ["--warmup", "1", "--runs", "3", "--threads", "1", "--json", str(tmp_path / "b.json")]
-    result = subprocess.run([sys.executable, str(script), *args, *timing], capture_output=True, text=True, check=False)
+    checkpoint = classifier_run / "checkpoints" / "last.ckpt"
+    models = ["--backbone", "resnet", "--image-size", "32", "--checkpoint", str(checkpoint)]
+    settings = ["--batch-sizes", "2", "--backends", "eager", "onnxruntime", "--warmup", "1", "--runs", "3"]
+    output = ["--threads", "1", "--json", str(tmp_path / "b.json")]
+    command = [sys.executable, str(script), *models, *settings, *output]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "b.json").read_text())
-    assert [(r["model"], r["backend"], r["batch"]) for r in report["rows"]] == [
-        ("resnet18", "eager", 2),
-        ("resnet18", "onnxruntime", 2),
+    trained = "last.ckpt (classification model (resnet18, 3 classes))"
+    assert [(r["model"], r["input"], r["backend"]) for r in report["rows"]] == [
+        ("resnet18", "32x32", "eager"),
+        ("resnet18", "32x32", "onnxruntime"),
+        (trained, "32x32", "eager"),
+        (trained, "32x32", "onnxruntime"),
     ]
     for row in report["rows"]:
         assert row["images_per_s"] > 0 and row["p95_ms"] >= row["median_ms"] and len(row["latencies_ms"]) == 3
