@@ -92,6 +92,13 @@ def run_cli(name: str, *args: str, cwd: Path | None = None, timeout: float = 120
     )
 
 
+def train_into(run_dir: Path, *overrides: str) -> str:
+    """``cvkit-train`` with `overrides`, writing into `run_dir`; asserts that it succeeded, returns its output."""
+    result = run_cli("cvkit-train", *overrides, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stdout[-3000:]
+    return result.stdout
+
+
 def evaluate_val(checkpoint: Path, eval_dir: Path, val_batches: int) -> dict[str, float]:
     """``cvkit-eval`` of `checkpoint` on the first `val_batches` val batches into `eval_dir`: its metrics."""
     args = [f"ckpt_path={checkpoint}", f"trainer.limit_val_batches={val_batches}", "splits=[val]"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cvkit.errors import CvkitError
-from tests.conftest import compose_train, run_cli
+from tests.conftest import compose_train, run_cli, train_into
 
 QUICK = ["data.image_size=16", "data.num_workers=0", "trainer.limit_val_batches=2", "logger=csv"]
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
@@ -20,16 +20,8 @@ def summary(run_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("ddp") / "run"
-    result = run_cli(
-        "cvkit-train",
-        *DDP,
-        *QUICK,
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=4",
-        "+callbacks.shard._target_=tests.helpers.RecordShard",
-        f"hydra.run.dir={run_dir}",
-    )
-    assert result.returncode == 0, result.stdout[-3000:]
+    shards = "+callbacks.shard._target_=tests.helpers.RecordShard"
+    train_into(run_dir, *DDP, *QUICK, "trainer.max_epochs=1", "trainer.limit_train_batches=4", shards)
     return run_dir
 
 

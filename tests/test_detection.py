@@ -16,7 +16,7 @@ import cvkit
 from cvkit.errors import CvkitError
 from cvkit.export import export
 from cvkit.predict import predict
-from tests.conftest import evaluate_val, export_cfg, run_cli
+from tests.conftest import evaluate_val, export_cfg, run_cli, train_into
 from tests.test_cli import read_metrics, tensorboard_tags
 
 SMALL = [
@@ -38,9 +38,7 @@ SMALL = [
 @pytest.fixture(scope="module")
 def detection_run(bccd_voc: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     run_dir = tmp_path_factory.mktemp("detection") / "run"
-    result = run_cli("cvkit-train", *SMALL, f"data.root={bccd_voc}", f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stdout[-3000:]
-    return run_dir, result.stdout
+    return run_dir, train_into(run_dir, *SMALL, f"data.root={bccd_voc}")
 
 
 def rescore(run_dir: Path) -> list[float]:

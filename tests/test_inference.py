@@ -22,7 +22,7 @@ from cvkit.errors import CvkitError
 from cvkit.export import export
 from cvkit.inference.inputs import find_images
 from cvkit.inference.predictor import resolve_device
-from tests.conftest import REPO, export_cfg, run_cli
+from tests.conftest import REPO, export_cfg, run_cli, train_into
 from tests.test_cli import read_metrics
 
 VAL_IMAGES = 32  # the images the run validates on: limit_val_batches=2 of 16, in split order
@@ -31,8 +31,8 @@ VAL_IMAGES = 32  # the images the run validates on: limit_val_batches=2 of 16, i
 @pytest.fixture(scope="module")
 def classifier_run(bccd_cells: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("classifier") / "run"
-    result = run_cli(
-        "cvkit-train",
+    train_into(
+        run_dir,
         "data=imagefolder",
         f"data.root={bccd_cells}",
         "data.image_size=32",
@@ -42,9 +42,7 @@ def classifier_run(bccd_cells: Path, tmp_path_factory: pytest.TempPathFactory) -
         "trainer.limit_train_batches=6",
         "trainer.limit_val_batches=2",
         "test_after_fit=false",
-        f"hydra.run.dir={run_dir}",
     )
-    assert result.returncode == 0, result.stdout[-3000:]
     return run_dir
 
 

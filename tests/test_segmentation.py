@@ -9,7 +9,7 @@ from PIL import Image
 
 import cvkit
 from cvkit.export import export
-from tests.conftest import dataset, evaluate_val, export_cfg, run_cli
+from tests.conftest import dataset, evaluate_val, export_cfg, run_cli, train_into
 from tests.test_cli import read_metrics, tensorboard_tags
 
 SHORT = [
@@ -39,9 +39,7 @@ def camvid(data_root: Path) -> Path:
 @pytest.fixture(scope="module")
 def camvid_run(camvid: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     run_dir = tmp_path_factory.mktemp("camvid") / "run"
-    result = run_cli("cvkit-train", *SHORT, f"data.root={camvid}", f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stdout[-3000:]
-    return run_dir, result.stdout
+    return run_dir, train_into(run_dir, *SHORT, f"data.root={camvid}")
 
 
 def best_constant_miou(mask_files: list[Path], num_classes: int, ignore_index: int) -> float:
