@@ -38,6 +38,7 @@ from rich.table import Table
 from torch import nn
 
 import cvkit
+from cvkit.data.segmentation import parse_image_size
 from cvkit.inference.export import write_onnx
 from cvkit.models import build_classifier
 from cvkit.models.segmenters import build_segmenter
@@ -66,20 +67,19 @@ def checkpoint_model(path: str) -> tuple[str, nn.Module, tuple[int, int]]:
     predictor = cvkit.load(path, device="cpu")
     if predictor.kind == "detection":
         raise SystemExit("--checkpoint: detectors take lists of images of any size; benchmark their backbone instead")
-    size = predictor.recorded["image_size"]
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    return f"{Path(path).name} ({predictor.describe()})", predictor.model, size
+    return f"{Path(path).name} ({predictor.describe()})", predictor.model, parse_image_size(predictor.image_size)
 
 
 def forward_function(model: nn.Module, backend: str, example: torch.Tensor, device: torch.device) -> Callable:
     """A function running one batch through `model` with `backend`."""
     if backend == "onnxruntime":
-        path = Path(tempfile.mkdtemp()) / "model.onnx"
         axes = {"images": {0: "batch"}, "outputs": {0: "batch"}}
-        write_onnx(model.cpu(), example.cpu(), path, (["images"], ["outputs"]), axes, opset=17)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        with tempfile.TemporaryDirectory() as folder:  # the session holds the model in memory
+            path = Path(folder) / "model.onnx"
+            write_onnx(model.cpu(), example.cpu(), path, (["images"], ["outputs"]), axes, opset=17)
+            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return lambda batch: session.run(None, {"images": batch.cpu().numpy()})
     model = model.to(device)
     if backend == "channels_last":

@@ -51,11 +51,10 @@ def input_description(predictor: Predictor) -> dict[str, Any]:
             "input": "image: float32 [3, H, W], values 0..1, any size (the detector resizes and normalises inside)",
             "outputs": "boxes [D, 4] xyxy pixels, labels [D] = class index + 1, scores [D]",
         }
-    size = predictor.recorded.get("image_size", data.get("image_size"))
     return {
         **common,
         "input": "images: float32 [N, 3, H, W], (pixel / 255 - mean) / std",
-        "image_size": size,
+        "image_size": predictor.image_size,
         "mean": data["mean"],
         "std": data["std"],
         "outputs": "logits [N, K]" if predictor.kind == "classification" else "logits [N, K, H, W]",

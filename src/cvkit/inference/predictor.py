@@ -131,6 +131,11 @@ class Predictor:
     def _predict_arrays(self, arrays: list[np.ndarray]) -> list[Any]:
         return self.predict_batch([self.prepare(a) for a in arrays], [a.shape[:2] for a in arrays])
 
+    @property
+    def image_size(self) -> Any:
+        """The network's input size as the run's data config gave it (an int, or [height, width])."""
+        return recorded_image_size(self.recorded)
+
     def describe(self) -> str:
         backbone = self.config.get("backbone", {}).get("name", "?")
         return f"{self.kind} model ({backbone}, {len(self.class_names)} classes)"
@@ -232,11 +237,16 @@ def read_recorded(ckpt_path: str | Path) -> tuple[dict[str, Any], dict[str, torc
     return recorded, weights
 
 
+def recorded_image_size(recorded: dict[str, Any]) -> Any:
+    """The input size a checkpoint's run trained at (None for detectors, which resize inside)."""
+    return recorded.get("image_size", recorded["config"]["data"].get("image_size"))
+
+
 def rebuild_network(recorded: dict[str, Any], weights: dict[str, torch.Tensor]) -> nn.Module:
     """The recorded run's network with its trained `weights`; no pretrained weights are fetched."""
     cfg = OmegaConf.create(recorded["config"])
     model_cfg = OmegaConf.to_container(cfg.task, resolve=True).get("model") or {}
-    image_size = recorded.get("image_size", cfg.data.get("image_size"))
+    image_size = recorded_image_size(recorded)
     model = build_model(cfg, model_cfg, len(recorded["class_names"]), image_size, load_weights=False)
     model.load_state_dict(weights)
     return model
