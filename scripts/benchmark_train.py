@@ -146,7 +146,7 @@ def run_plain(cfg: DictConfig) -> Run:
         images = 0
         for batch in loader:
             run.start_step()
-            if batch is None:
+            if not batch:  # no image of it could be read
                 continue
             inputs, labels = batch
             loss = F.cross_entropy(model(inputs), labels, weight=weights, label_smoothing=cfg.task.label_smoothing)

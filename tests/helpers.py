@@ -60,3 +60,65 @@ class RecordFirstConv(pl.Callback):
                 path.write_text(json.dumps(seen))
 
         conv.register_forward_hook(record)
+
+
+class SignalAtStep(pl.Callback):
+    """Sends this process `signal_name` once, when optimizer step `step` has ended: at the start of the next
+    batch, after any checkpoint of that step was written (SIGKILL then acts as kill -9 between saves)."""
+
+    def __init__(self, signal_name: str, step: int, rank: int | None = None) -> None:
+        self.signum = getattr(signal, signal_name)
+        self.step = step
+        self.rank = rank  # only the process of this global rank (None: every process)
+        self.sent = False
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        if self.rank not in (None, trainer.global_rank):
+            return
+        if trainer.global_step == self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+
+class KillDuringSave(pl.Callback):
+    """kill -9 of this process half-way through writing the first checkpoint at or after optimizer step `step`."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        import cvkit.checkpoints
+
+        write_whole = cvkit.checkpoints.write_atomically
+
+        def write(path: Path, writer: object, size: int) -> None:
+            if trainer.global_step < self.step:
+                return write_whole(path, writer, size)
+
+            def half_then_die(file: object) -> None:
+                file.write(b"\0" * (size // 2))
+                file.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            return write_whole(path, half_then_die, size)
+
+        cvkit.checkpoints.write_atomically = write
+
+
+class PoisonBatch(pl.Callback):
+    """Turns the images of training batch `batch` of epoch 0 into NaN, as a corrupt sample or overflow would."""
+
+    def __init__(self, batch: int, rank: int | None = None) -> None:
+        self.batch = batch
+        self.rank = rank  # only on the process of this global rank (None: every process)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx) -> None:
+        if self.rank in (None, trainer.global_rank) and trainer.current_epoch == 0 and batch_idx == self.batch:
+            batch[0].fill_(float("nan"))
+
+
+class SignalInTest(pl.Callback):
+    """Sends this process SIGTERM at the first test batch (the evaluation of the test split after training)."""
+
+    def on_test_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,12 +1,14 @@
 """The console scripts as a user runs them: the README's commands, sweeps, eval, and bad input."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import run_cli
+from cvkit.train import train
+from tests.conftest import compose_train, run_cli
 
 QUICK = ["data.image_size=16", "trainer.limit_train_batches=6", "trainer.limit_val_batches=2"]
 
@@ -127,3 +129,80 @@ def test_eval_of_a_missing_checkpoint(tmp_path: Path) -> None:
     result = run_cli("cvkit-eval", f"ckpt_path={tmp_path / 'none.ckpt'}")
     assert result.returncode == 2
     assert "none.ckpt does not exist" in result.stdout
+
+
+def one_class_folder(bccd_cells: Path, root: Path) -> Path:
+    for split in ("train", "val"):
+        (root / split / "RBC").mkdir(parents=True)
+        for image in sorted((bccd_cells / split / "RBC").iterdir())[:2]:
+            shutil.copy(image, root / split / "RBC")
+    return root
+
+
+def broken_config_dir(root: Path) -> Path:
+    (root / "experiment").mkdir(parents=True)
+    (root / "experiment" / "broken.yaml").write_text("trainer:\n  max_epochs: [1\n  devices: : 2\n")
+    return root
+
+
+BAD_INPUT = {
+    "detection task, classification data": (
+        lambda paths, tmp: ["task=detection"],
+        "task=detection needs detection data, but data (DigitsDataModule) is classification data; "
+        "choose one of data=coco|voc",
+    ),
+    "classification task, detection data": (
+        lambda paths, tmp: ["task=classification", "data=voc", f"data.root={paths['voc']}"],
+        "task=classification needs classification data, but data (VOCDetectionDataModule) is detection data",
+    ),
+    "segmentation task, classification data": (
+        lambda paths, tmp: ["task=segmentation"],
+        "task=segmentation needs segmentation data, but data (DigitsDataModule) is classification data",
+    ),
+    "one class": (
+        lambda paths, tmp: ["data=imagefolder", f"data.root={one_class_folder(paths['cells'], tmp / 'one')}"],
+        "has 1 class ['RBC']: classification needs at least 2 classes",
+    ),
+    "not a weights file": (
+        lambda paths, tmp: [f"backbone.weights={paths['readme']}"],
+        "backbone.weights: ",
+    ),
+    "YAML syntax": (
+        lambda paths, tmp: ["--config-dir", str(broken_config_dir(tmp / "configs")), "experiment=broken"],
+        "broken.yaml is not valid YAML at line 3, column 10",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_exits_2_with_one_line(
+    case: str, bccd_voc: Path, bccd_cells: Path, data_root: Path, tmp_path: Path
+) -> None:
+    arguments, message = BAD_INPUT[case]
+    readme = tmp_path / "weights.pth"
+    shutil.copy(data_root / "README.txt", readme)
+    paths = {"voc": bccd_voc, "cells": bccd_cells, "readme": readme}
+    result = run_cli("cvkit-train", *arguments(paths, tmp_path), f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2, result.stdout[-3000:]
+    assert message in result.stdout and "Traceback" not in result.stdout
+    if case == "not a weights file":
+        assert f"{readme} is not a weights file" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def classification_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("digits")
+    quick = ["data.num_workers=0", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "logger=none"]
+    train(compose_train(run_dir, *QUICK[:1], *quick, "trainer.limit_val_batches=1"))
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("script", ["cvkit-eval", "cvkit-train"])
+def test_a_checkpoint_of_another_task_is_refused(
+    script: str, classification_checkpoint: Path, bccd_voc: Path, tmp_path: Path
+) -> None:
+    detection = ["task=detection", "data=voc", f"data.root={bccd_voc}", "data.num_workers=0", "logger=none"]
+    result = run_cli(script, f"ckpt_path={classification_checkpoint}", *detection, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2, result.stdout[-3000:]
+    expected = f"ckpt_path: {classification_checkpoint} is a classification checkpoint, but task=detection"
+    assert expected in result.stdout and "Traceback" not in result.stdout

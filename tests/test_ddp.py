@@ -31,6 +31,11 @@ def test_two_processes_write_one_run_dir(ddp_run: Path) -> None:
     assert summary(ddp_run)["world_size"] == 2
 
 
+def test_the_val_images_of_both_ranks_are_counted(ddp_run: Path) -> None:
+    counted = json.loads((ddp_run / "metrics.json").read_text())["val_images"]
+    assert counted == {"scored": 2 * 2 * 64, "total": 360, "unreadable": []}  # 2 val batches of 64 on each rank
+
+
 def test_each_rank_sees_a_disjoint_shard(ddp_run: Path) -> None:
     shards = [json.loads((ddp_run / f"shard_rank{rank}.json").read_text()) for rank in (0, 1)]
     # digits' 1437 training images, padded by wrap-around to 2 x 719 as DistributedSampler does:

@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 import cvkit
+from cvkit.builders import build_datamodule
 from cvkit.export import export
-from tests.conftest import dataset, evaluate_val, export_cfg, run_cli, train_into
+from tests.conftest import compose_train, dataset, evaluate_val, export_cfg, run_cli, train_into
 from tests.test_cli import read_metrics, tensorboard_tags
 
 SHORT = [
@@ -108,3 +109,12 @@ def test_predict_writes_masks_and_export_matches(camvid_run: tuple[Path, str], c
 
     done = export(export_cfg(checkpoint, output=str(tmp_path / "unet.onnx"), images=pattern))
     assert done["difference"] <= 1e-4 and done["metadata"]["outputs"] == "logits [N, K, H, W]"
+
+
+def test_one_number_image_size_is_a_square(camvid: Path, tmp_path: Path) -> None:
+    size = ["data.image_size=40", "data.batch_size=2", "data.num_workers=0"]
+    module = build_datamodule(compose_train(tmp_path, "task=segmentation", "data=camvid", f"data.root={camvid}", *size))
+    images, masks = next(iter(module.train_dataloader()))
+    assert module.image_size == (40, 40) and images.shape == (2, 3, 40, 40) and masks.shape == (2, 40, 40)
+    images, masks = next(iter(module.val_dataloader()))
+    assert images.shape == (2, 3, 40, 40) and masks[0].shape == (360, 480)  # scored at the mask's own size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from importlib.resources import files
 from typing import Any
 
 import pytorch_lightning as pl
@@ -13,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from torch import nn
 
+from cvkit.checkpoints import AtomicCheckpointIO
 from cvkit.data.base import BaseDataModule
 from cvkit.errors import CvkitError
 from cvkit.models import build_classifier
@@ -23,6 +25,7 @@ from cvkit.optim import LRPlan
 from cvkit.tasks import BaseTask
 from cvkit.tasks.classification import class_weights_from
 
+DATA_CONFIGS = files("cvkit.configs").joinpath("data")
 # Keys of the task config read by the callbacks config (which checkpoint is best), not by the task.
 TASK_KEYS_FOR_CALLBACKS = ("monitor", "monitor_mode")
 
@@ -38,10 +41,38 @@ def instantiate_at(key: str, node: Any, **kwargs: Any) -> Any:
 
 
 def build_datamodule(cfg: DictConfig) -> BaseDataModule:
-    """Instantiate ``cfg.data`` (transform lists stay config; the module builds its pipelines) and load it."""
+    """Instantiate ``cfg.data`` (transform lists stay config; the module builds its pipelines), check that it
+    serves the task of ``cfg.task``, and load it."""
     datamodule = instantiate_at("data", cfg.data, _recursive_=False)
+    check_data_serves_task(datamodule, task_class(cfg).kind)
     datamodule.setup("fit")
     return datamodule
+
+
+def check_data_serves_task(datamodule: BaseDataModule, kind: str) -> None:
+    """Refuse, before any data is read, a data module whose batches are for another task than `kind`."""
+    if datamodule.task_kind == kind:
+        return
+    raise CvkitError(
+        f"task={kind} needs {kind} data, but data ({type(datamodule).__name__}) is {datamodule.task_kind} data; "
+        f"choose one of data={'|'.join(data_configs_for(kind))}, or task={datamodule.task_kind}"
+    )
+
+
+def data_configs_for(kind: str) -> list[str]:
+    """The names of cvkit's own ``data`` configs whose module serves task `kind`."""
+    names = sorted(e.name.removesuffix(".yaml") for e in DATA_CONFIGS.iterdir() if e.name.endswith(".yaml"))
+    return [name for name in names if not name.startswith("_") and data_config_kind(name) == kind]
+
+
+def data_config_kind(name: str) -> str | None:
+    """The task the module of cvkit's data config `name` serves: its ``_target_``'s, or that of the first of
+    its defaults that has one (``camvid`` extends ``masks``)."""
+    content = OmegaConf.create(DATA_CONFIGS.joinpath(f"{name}.yaml").read_text())
+    if "_target_" in content:
+        return getattr(get_class(content._target_), "task_kind", None)
+    parents = [entry for entry in content.get("defaults", []) if isinstance(entry, str) and entry != "_self_"]
+    return next(filter(None, map(data_config_kind, parents)), None)
 
 
 def check_launcher(num_nodes: int) -> None:
@@ -67,6 +98,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None, *
         configured = (cfg.get("callbacks") or {}).items()
         callbacks = [instantiate_at(f"callbacks.{k}", c) for k, c in configured if c is not None]
     check_launcher(int(cfg.trainer.get("num_nodes") or 1))
+    overrides.setdefault("plugins", [AtomicCheckpointIO()])  # whole checkpoint files, or none
     return instantiate_at("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 
@@ -149,4 +181,5 @@ def build_task(cfg: DictConfig, datamodule: BaseDataModule, plan: LRPlan, metada
         lr_plan=plan,
         metadata=metadata,
         channels_last=bool(cfg.get("channels_last", False)),
+        nonfinite_loss=OmegaConf.to_container(cfg.nonfinite_loss) if cfg.get("nonfinite_loss") else None,
     )

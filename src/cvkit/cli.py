@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from cvkit.config import merge_overrides
+from cvkit.config import check_config_dirs, merge_overrides
 from cvkit.distributed import job_scope, rank_overrides, use_job_command_for_ddp_children
 from cvkit.errors import CvkitError
 
@@ -21,16 +21,18 @@ CONFIG_PATH = "pkg://cvkit.configs"
 
 
 def _reporting_errors(job: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """Turn cvkit's user-facing errors into one clear line and exit status 2, without a traceback."""
+    """Turn cvkit's user-facing errors into one clear line and their exit status (2 for bad input, 3 for
+    a failed run, 128 + N for signal N), without a traceback."""
 
     def run(cfg: DictConfig) -> Any:
         try:
             return job(cfg)
         except CvkitError as err:
             log.error("cvkit: %s", err)
+            sys.exit(err.exit_code)
         except MissingMandatoryValue as err:
             log.error("cvkit: %s has no value: set it on the command line, e.g. %s=...", err.full_key, err.full_key)
-        sys.exit(2)
+            sys.exit(2)
 
     return run
 
@@ -65,7 +67,18 @@ def _export(cfg: DictConfig) -> None:
     export(cfg)
 
 
+def _check_config_dirs() -> None:
+    """Exit with one line and status 2 on a ``--config-dir`` YAML file that cannot be parsed (Hydra's own report
+    of it is a traceback)."""
+    try:
+        check_config_dirs(sys.argv[1:])
+    except CvkitError as err:
+        print(f"cvkit: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
 def train_main() -> None:
+    _check_config_dirs()
     use_job_command_for_ddp_children()
     sys.argv = rank_overrides(sys.argv)
     hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")(_train)()
@@ -88,6 +101,7 @@ def _recorded_overrides(argv: list[str]) -> list[str]:
 
 def eval_main() -> None:
     """Re-compose the checkpoint's training config, with the given overrides applied on top."""
+    _check_config_dirs()
     given = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-")]
     flags = [arg for arg in sys.argv[1:] if arg not in given]  # Hydra's own flags, with their values
     sys.argv = [sys.argv[0], *flags, *merge_overrides(_recorded_overrides(given), given)]
@@ -95,8 +109,10 @@ def eval_main() -> None:
 
 
 def predict_main() -> None:
+    _check_config_dirs()
     hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")(_predict)()
 
 
 def export_main() -> None:
+    _check_config_dirs()
     hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")(_export)()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cvkit.errors import CvkitError
@@ -56,3 +58,29 @@ def merge_overrides(recorded: Sequence[str], given: Sequence[str]) -> list[str]:
         return not any(key == r or key.startswith((r + ".", r + "/")) for r in replaced)
 
     return [o for o in recorded if kept(o)] + list(given)
+
+
+def config_dirs(argv: Sequence[str]) -> list[Path]:
+    """The folders that `argv` adds to the config search path (``--config-dir DIR``, ``--config-dir=DIR``, ``-cd
+    DIR``)."""
+    dirs = []
+    for position, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and position + 1 < len(argv):
+            dirs.append(Path(argv[position + 1]))
+        elif arg.startswith(("--config-dir=", "-cd=")):
+            dirs.append(Path(arg.split("=", 1)[1]))
+    return dirs
+
+
+def check_config_dirs(argv: Sequence[str]) -> None:
+    """Refuse a YAML file of a ``--config-dir`` in `argv` that cannot be parsed, naming the file and the place
+    (Hydra reports it as a traceback of its own)."""
+    for folder in config_dirs(argv):
+        for path in sorted(Path(folder).expanduser().rglob("*.yaml")):
+            try:
+                OmegaConf.load(path)
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+                raise CvkitError(f"--config-dir {folder}: {path} is not valid YAML{where}: {problem}") from err

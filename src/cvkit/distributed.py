@@ -14,10 +14,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
 from pytorch_lightning.strategies.launchers import subprocess_script
+from pytorch_lightning.trainer.connectors.signal_connector import _get_sigkill_signal
 
 import __main__
 
@@ -93,3 +95,12 @@ def rank_overrides(argv: Sequence[str]) -> list[str]:
 def use_job_command_for_ddp_children() -> None:
     """Make Lightning start DDP child processes with :func:`child_command`."""
     subprocess_script._hydra_subprocess_cmd = child_command
+
+
+def stop_other_ranks(trainer: pl.Trainer) -> None:
+    """End the DDP processes this process started (one-node runs, where cvkit's rank 0 launches the others):
+    after an error on this rank alone they would wait at the next collective until its timeout. Lightning
+    does this itself only for Ctrl-C. Under torchrun or srun the launcher ends the others."""
+    launcher = trainer.strategy.launcher
+    if isinstance(launcher, subprocess_script._SubprocessScriptLauncher) and trainer.is_global_zero:
+        launcher.kill(_get_sigkill_signal())

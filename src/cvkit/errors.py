@@ -1,5 +1,25 @@
-"""The one exception type cvkit raises for bad input: the CLI prints its message without a traceback."""
+"""The exceptions cvkit raises for the user: the CLI prints their message as one line, without a traceback,
+and exits with their ``exit_code``."""
 
 
 class CvkitError(Exception):
-    """A user-facing error: says what was wrong, where (config key or path), and what would be valid."""
+    """A user-facing error: says what was wrong, where (config key or path), and what would be valid.
+    Exit status 2: bad input (config, files, checkpoints)."""
+
+    exit_code = 2
+
+
+class TrainingFailed(CvkitError):
+    """A run that started but cannot go on (a non-finite loss, a checkpoint that cannot be written).
+    Exit status 3; metrics.json marks the run as failed."""
+
+    exit_code = 3
+
+
+class Interrupted(CvkitError):
+    """A run stopped by a signal after saving its state. Exit status 128 + the signal number, as a shell
+    reports a process killed by it (143 for SIGTERM, 130 for SIGINT), so that schedulers see an interrupted job."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

@@ -7,13 +7,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from cvkit.builders import build_datamodule, build_task, build_trainer, lr_plan
-from cvkit.callbacks import progress_bar
+from cvkit.builders import build_datamodule, build_task, build_trainer, lr_plan, task_class
+from cvkit.callbacks import ExitOnSignal, progress_bar
 from cvkit.checkpoints import load_checkpoint
 from cvkit.config import validate
 from cvkit.errors import CvkitError
-from cvkit.summary import print_table, scalar_metrics, write_json
+from cvkit.summary import image_count_rows, print_table, scalar_metrics, write_json
 from cvkit.tasks import CHECKPOINT_KEY
+from cvkit.tasks.mixins import check_checkpoint_task
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -22,6 +23,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     run_dir = Path(cfg.paths.output_dir)
     checkpoint = load_checkpoint(cfg.ckpt_path, "ckpt_path")
     recorded = checkpoint.get(CHECKPOINT_KEY, {})
+    check_checkpoint_task(recorded, task_class(cfg).kind, "ckpt_path", cfg.ckpt_path)
     datamodule = build_datamodule(cfg)
     trained_on = recorded.get("class_names")
     if trained_on is not None and list(trained_on) != datamodule.class_names:
@@ -29,7 +31,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             f"ckpt_path: the checkpoint was trained on classes {trained_on}, but {datamodule.describe()} "
             f"has {datamodule.class_names}"
         )
-    trainer = build_trainer(cfg, callbacks=[progress_bar()])
+    trainer = build_trainer(cfg, callbacks=[progress_bar(), ExitOnSignal()])
     task = build_task(cfg, datamodule, lr_plan(cfg, datamodule, trainer), recorded)
     metrics: dict[str, float] = {}
     for split in cfg.get("splits", ["val", "test"]):
@@ -44,5 +46,5 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         for name, content in task.report_files().items():
             write_json(run_dir / name, content)
         task.print_report()
-        print_table(f"cvkit eval: {cfg.ckpt_path}", {**metrics, "run dir": run_dir})
+        print_table(f"cvkit eval: {cfg.ckpt_path}", {**metrics, **image_count_rows(report), "run dir": run_dir})
     return metrics, {"task": task, "datamodule": datamodule, "trainer": trainer, "report": report}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cvkit.builders import build_datamodule
+from cvkit.data.batches import Unreadable
 from cvkit.data.images import CorruptImageError, read_rgb
 from cvkit.errors import CvkitError
 from cvkit.inference import Predictor, load
@@ -55,7 +57,8 @@ def check_images(cfg: DictConfig, predictor: Predictor) -> list[torch.Tensor]:
             "images=FILE|FOLDER|GLOB"
         ) from err
     dataset = datamodule.make_dataset("val", train=False)
-    return [dataset[index][0] for index in range(min(count, len(dataset)))]
+    samples = (dataset[index] for index in range(len(dataset)))
+    return [sample[0] for sample in islice((s for s in samples if not isinstance(s, Unreadable)), count)]
 
 
 def export(cfg: DictConfig) -> dict[str, Any]:

@@ -92,6 +92,32 @@ def print_per_class(title: str, report: Mapping[str, Mapping[str, float]]) -> No
     console.print(table)
 
 
+def image_counts(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The ``{split}_images`` entries of a task's report (see :mod:`cvkit.tasks.mixins`), by split."""
+    return {key.removesuffix("_images"): value for key, value in report.items() if key.endswith("_images")}
+
+
+def image_count_rows(report: Mapping[str, Any]) -> dict[str, str]:
+    """End-of-run table rows for the splits not scored whole: ``{"val images": "32 of 33 (1 unreadable)"}``."""
+    rows = {}
+    for split, count in image_counts(report).items():
+        if count["scored"] != count["total"]:
+            unreadable = f" ({len(count['unreadable'])} unreadable)" if count["unreadable"] else ""
+            rows[f"{split} images"] = f"{count['scored']} of {count['total']}{unreadable}"
+    return rows
+
+
+def print_image_counts(report: Mapping[str, Any], shown: int = 10) -> None:
+    """One line per split not scored whole, and its unreadable files (the first `shown`)."""
+    for split, count in image_counts(report).items():
+        if count["scored"] == count["total"]:
+            continue
+        files = count["unreadable"]
+        more = f", ... ({len(files) - shown} more)" if len(files) > shown else ""
+        listed = f"; unreadable: {', '.join(files[:shown])}{more}" if files else ""
+        console.print(f"{split}: scored {count['scored']} of {count['total']} images{listed}", markup=False)
+
+
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Write `data` as JSON atomically (a temporary file renamed over `path`)."""
     path.parent.mkdir(parents=True, exist_ok=True)

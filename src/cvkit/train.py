@@ -11,10 +11,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cvkit.builders import build_datamodule, build_task, build_trainer, checkpoint_metadata, lr_plan
-from cvkit.checkpoints import init_weights, resolve_resume
+from cvkit.checkpoints import init_weights, resolve_resume, run_checkpoints
 from cvkit.config import validate
+from cvkit.distributed import stop_other_ranks
+from cvkit.errors import Interrupted, TrainingFailed
 from cvkit.optim import build_schedule
-from cvkit.summary import print_table, run_summary, scalar_metrics, write_json
+from cvkit.summary import image_count_rows, print_table, run_summary, scalar_metrics, write_json
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         print_table("cvkit run", summary)
         write_json(run_dir / "summary.json", summary)
 
-    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
+    except (TrainingFailed, Interrupted) as err:
+        stopped(err, trainer, run_dir)
+        raise
     metrics = scalar_metrics(trainer.callback_metrics)
     if datamodule.has_split("test") and cfg.get("test_after_fit", True):
         best = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
@@ -57,11 +63,33 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         metrics.update(scalar_metrics(trainer.callback_metrics))
 
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    report = {"metrics": metrics, "best_checkpoint": best_path or None, **task.report()}
+    report = {"status": "completed", "metrics": metrics, "best_checkpoint": best_path or None, **task.report()}
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", report)
         for name, content in task.report_files().items():
             write_json(run_dir / name, content)
         task.print_report()
-        print_table("cvkit results", {**metrics, "best checkpoint": best_path or "-", "run dir": run_dir})
+        rows = {**metrics, **image_count_rows(report), "best checkpoint": best_path or "-", "run dir": run_dir}
+        print_table("cvkit results", rows)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "task": task, "trainer": trainer, "report": report}
+
+
+def stopped(err: TrainingFailed | Interrupted, trainer: pl.Trainer, run_dir: Path) -> None:
+    """Record a run that did not complete in metrics.json (``status`` failed or interrupted, no metrics of
+    its last weights) and, when it failed on this rank alone, end the other ranks waiting for it."""
+    if isinstance(err, TrainingFailed):
+        stop_other_ranks(trainer)
+    if not trainer.is_global_zero:
+        return
+    saved = run_checkpoints(run_dir)
+    report = {
+        "status": "interrupted" if isinstance(err, Interrupted) else "failed",
+        "error": str(err),
+        "metrics": {},
+        "global_step": trainer.global_step,
+        "last_checkpoint": str(saved[0]) if saved else None,
+    }
+    try:
+        write_json(run_dir / "metrics.json", report)
+    except OSError as write_error:  # e.g. the disk that failed the checkpoint is still full
+        log.warning("could not write %s: %s", run_dir / "metrics.json", write_error)

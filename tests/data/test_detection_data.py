@@ -1,5 +1,6 @@
 import json
 import logging
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -307,3 +308,23 @@ def test_global_batch_size_sets_the_per_device_batch(bccd_voc: Path, tmp_path: P
     assert module.batch_size == 4
     with pytest.raises(CvkitError, match="data.min_box_visibility must be between 0 and 1"):
         voc(bccd_voc, min_box_visibility=1.5)
+
+
+def test_coco_boxes_of_negative_size_are_dropped_with_a_warning_unless_strict(
+    coco_files: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    content = json.loads(Path(coco_files["val_annotations"]).read_text())
+    bad = content["annotations"][1]
+    bad["bbox"][3] = -bad["bbox"][3]
+    image = next(image for image in content["images"] if image["id"] == bad["image_id"])
+    path = tmp_path / "negative.json"
+    path.write_text(json.dumps(content))
+    files = {**coco_files, "val_annotations": str(path)}
+    with caplog.at_level(logging.WARNING):
+        module = coco(files)
+    named = f"annotation {bad['id']} of image {image['id']} ({image['file_name']}) has bbox {bad['bbox']}"
+    assert named in caplog.text and "negative width or height" in caplog.text
+    boxes = module.ground_truth("val")["annotations"]
+    assert len(boxes) == len(content["annotations"]) - 1 and all(min(box["bbox"][2:]) >= 0 for box in boxes)
+    with pytest.raises(CvkitError, match=f"data.val_annotations: {path} {re.escape(named)} of negative width"):
+        coco(files, strict=True)

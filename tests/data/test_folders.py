@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from cvkit.data import ImageFolderDataModule
-from cvkit.data.datasets import ClassificationDataset, collate_skipping_none
+from cvkit.data.batches import Unreadable
+from cvkit.data.datasets import ClassificationDataset, collate_skipping_unreadable
 from cvkit.data.images import CorruptImageError
 from cvkit.errors import CvkitError
 
@@ -78,10 +79,10 @@ def test_header_check_leaves_truncated_files_to_the_reader_which_skips_them(
     )
     position = dataset.images.paths.index(bad["truncated"])
     with caplog.at_level(logging.WARNING):
-        assert dataset[position] is None
+        assert dataset[position] == Unreadable(position, str(bad["truncated"]))
     assert str(bad["truncated"]) in caplog.text
-    batch = collate_skipping_none([dataset[position], dataset[0]])
-    assert batch[0].shape[0] == 1
+    batch = collate_skipping_unreadable([dataset[position], dataset[0]])
+    assert batch[0].shape[0] == 1 and batch.unreadable == (Unreadable(position, str(bad["truncated"])),)
     dataset.strict = True
     with pytest.raises(CorruptImageError, match="cut.jpg"):
         dataset[position]

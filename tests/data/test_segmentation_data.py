@@ -182,8 +182,10 @@ def test_unreadable_images_are_skipped_unless_strict(tmp_path: Path, caplog: pyt
     (tmp_path / "val" / "img" / "val0.png").write_bytes(b"not a png")
     module = tiny_masks(tmp_path)
     with caplog.at_level(logging.WARNING):
-        images, labels = next(iter(module.val_dataloader()))
+        batch = next(iter(module.val_dataloader()))
+    images, labels = batch
     assert "val0.png" in caplog.text and len(images) == len(labels) == 1
+    assert [sample.path for sample in batch.unreadable] == [str(tmp_path / "val" / "img" / "val0.png")]
     strict = masks(**folders, num_classes=3, strict=True)
     with pytest.raises(CorruptImageError, match="val0.png"):
         next(iter(strict.val_dataloader()))

@@ -28,6 +28,8 @@ class BaseDataModule(pl.LightningDataModule):
     """
 
     name = "data"
+    # The task whose batches the module makes: "classification", "detection" or "segmentation".
+    task_kind = ""
 
     def __init__(
         self,
@@ -86,6 +88,11 @@ class BaseDataModule(pl.LightningDataModule):
 
     def has_split(self, split: str) -> bool:
         return split in (self.splits or {})
+
+    def unreadable_at_load(self, split: str) -> list[str]:
+        """Files of `split` left out while loading because they could not be read (only modules that check
+        their files up front leave any out; the others skip them when the loader reads them)."""
+        return []
 
     def _split(self, split: str) -> Any:
         if self.splits is None:

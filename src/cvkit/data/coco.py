@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,8 @@ import numpy as np
 from cvkit.data.coco_files import CocoFiles, CocoImage
 from cvkit.data.detection import DetectionDataModule, DetectionRecord
 from cvkit.errors import CvkitError
+
+log = logging.getLogger(__name__)
 
 
 class CocoDetectionDataModule(CocoFiles, DetectionDataModule):
@@ -18,7 +21,8 @@ class CocoDetectionDataModule(CocoFiles, DetectionDataModule):
     Category ids (any integers, such as COCO's 1..90 with gaps) become labels 1..K in sorted id order, and
     :attr:`label_to_category` maps them back; the class names are the categories' names, from the train
     file. Crowd annotations (``iscrowd=1``) are left out of training and kept in :meth:`ground_truth`;
-    images without annotations are kept. Image ids are the file's own.
+    images without annotations are kept. Image ids are the file's own. A box of negative width or height is
+    dropped with a warning naming it, or refused under ``data.strict``.
     """
 
     def __init__(self, **files_and_common: Any) -> None:
@@ -33,12 +37,12 @@ class CocoDetectionDataModule(CocoFiles, DetectionDataModule):
         self.label_to_category = list(categories)
         label_of = {category: label for label, category in enumerate(self.label_to_category, 1)}
         splits = {
-            split: [self._record(image, label_of) for image in split_images] for split, split_images in images.items()
+            split: [self._record(image, label_of, split) for image in split_images]
+            for split, split_images in images.items()
         }
         return splits, list(categories.values())
 
-    @staticmethod
-    def _record(image: CocoImage, label_of: dict[int, int]) -> DetectionRecord:
+    def _record(self, image: CocoImage, label_of: dict[int, int], split: str) -> DetectionRecord:
         for entry in image.annotations:
             bbox = entry.get("bbox")
             if not isinstance(bbox, list) or len(bbox) != 4:
@@ -46,10 +50,11 @@ class CocoDetectionDataModule(CocoFiles, DetectionDataModule):
                     f"annotation {entry.get('id', '?')} of image {image.id} ({image.path.name}) has bbox "
                     f"{bbox!r}; expected [x, y, width, height]"
                 )
-        boxes = np.array([entry["bbox"] for entry in image.annotations], dtype=np.float64).reshape(-1, 4)
+        annotations = [entry for entry in image.annotations if self._has_a_size(entry, image, split)]
+        boxes = np.array([entry["bbox"] for entry in annotations], dtype=np.float64).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
-        crowd = np.array([bool(entry.get("iscrowd", 0)) for entry in image.annotations], dtype=bool)
-        areas = [entry.get("area", entry["bbox"][2] * entry["bbox"][3]) for entry in image.annotations]
+        crowd = np.array([bool(entry.get("iscrowd", 0)) for entry in annotations], dtype=bool)
+        areas = [entry.get("area", entry["bbox"][2] * entry["bbox"][3]) for entry in annotations]
         height, width = image.size
         return DetectionRecord(
             path=image.path,
@@ -57,9 +62,27 @@ class CocoDetectionDataModule(CocoFiles, DetectionDataModule):
             width=width,
             height=height,
             boxes=boxes,
-            labels=[label_of[entry["category_id"]] for entry in image.annotations],
+            labels=[label_of[entry["category_id"]] for entry in annotations],
             iscrowd=crowd,
             train=~crowd,
             areas=np.array(areas, dtype=np.float64),
             file_name=image.entry["file_name"],
         )
+
+    def _has_a_size(self, entry: dict[str, Any], image: CocoImage, split: str) -> bool:
+        """Whether the box of annotation `entry` (of the `split` file) has no negative width or height: such a
+        box is dropped with a warning, or refused under ``data.strict``."""
+        width, height = entry["bbox"][2:]
+        if width >= 0 and height >= 0:
+            return True
+        problem = (
+            f"data.{split}_annotations: {self.paths[split][1]} annotation {entry.get('id', '?')} of image "
+            f"{image.id} ({image.entry['file_name']}) has bbox {entry['bbox']} of negative width or height"
+        )
+        if self.strict:
+            raise CvkitError(
+                f"{problem}; a COCO bbox is [x, y, width, height] with width, height >= 0 "
+                "(data.strict=false drops such boxes with a warning)"
+            )
+        log.warning("%s: the box is dropped (training and evaluation)", problem)
+        return False

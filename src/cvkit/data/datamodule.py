@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from cvkit.data.base import BaseDataModule
-from cvkit.data.datasets import ClassificationDataset, ImageSource, collate_skipping_none
+from cvkit.data.datasets import ClassificationDataset, ImageSource, collate_skipping_unreadable
 from cvkit.data.transforms import build_pipeline
 from cvkit.errors import CvkitError
 
@@ -38,7 +38,8 @@ class ClassificationDataModule(BaseDataModule):
     """
 
     name = "classification"
-    collate = staticmethod(collate_skipping_none)
+    task_kind = "classification"
+    collate = staticmethod(collate_skipping_unreadable)
 
     def __init__(
         self,
@@ -63,6 +64,16 @@ class ClassificationDataModule(BaseDataModule):
     def load_splits(self) -> tuple[dict[str, Split], list[str]]:
         """Return ``({"train": Split, "val": Split[, "test": Split]}, class_names)``."""
         raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        super().setup(stage)
+        if self.num_classes < 2:
+            raise CvkitError(
+                f"data: {self.describe()} has {self.num_classes} class {self.class_names}: classification needs at "
+                "least 2 classes (in an image folder: one sub-folder per class under train/ and val/)"
+            )
 
     def class_counts(self, split: str = "train") -> np.ndarray:
         labels = self._split(split).labels

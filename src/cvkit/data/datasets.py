@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -12,9 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from cvkit.data.batches import Batch, Unreadable, split_unreadable, unreadable_sample
 from cvkit.data.images import CorruptImageError, read_rgb
-
-log = logging.getLogger(__name__)
 
 
 class ImageSource(Protocol):
@@ -71,8 +69,9 @@ class ClassificationDataset(Dataset):
 
     An item may be asked for as ``index`` or ``(index, seed)``: with a seed, the random augmentations of
     that sample are drawn from it, so a sample's augmentation depends only on (run seed, epoch, index)
-    and not on worker count, worker state or resumption. An unreadable image yields None (the collate
-    function drops it) unless ``strict``, in which case it raises CorruptImageError.
+    and not on worker count, worker state or resumption. An unreadable image yields an
+    :class:`~cvkit.data.batches.Unreadable` (the collate function drops it from the batch and names it in
+    ``batch.unreadable``) unless ``strict``, in which case it raises CorruptImageError.
     """
 
     def __init__(self, images: ImageSource, labels: np.ndarray, transform: A.Compose, strict: bool) -> None:
@@ -86,21 +85,19 @@ class ClassificationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int] | None:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int] | Unreadable:
         index, seed = item if isinstance(item, tuple) else (item, None)
         try:
             image = self.images[index]
         except CorruptImageError as err:
-            if self.strict:
-                raise
-            log.warning("skipping unreadable image: %s", err.args[0].split(". Remove")[0])
-            return None
+            return unreadable_sample(err, index, self.strict)
         if seed is not None:
             self.transform.set_random_seed(seed)
         return self.transform(image=image)["image"], int(self.labels[index])
 
 
-def collate_skipping_none(batch: list[Any]) -> Any:
-    """Default collation after dropping the samples that could not be read (None if none could)."""
-    kept = [sample for sample in batch if sample is not None]
-    return default_collate(kept) if kept else None
+def collate_skipping_unreadable(samples: list[Any]) -> Batch:
+    """``(images, labels)`` of the samples that could be read (an empty batch if none could), naming the
+    others in ``batch.unreadable``."""
+    kept, unreadable = split_unreadable(samples)
+    return Batch(default_collate(kept) if kept else (), unreadable)

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cvkit.data.base import BaseDataModule
+from cvkit.data.batches import Batch, Unreadable, split_unreadable, unreadable_sample
 from cvkit.data.images import CorruptImageError, read_rgb
 from cvkit.data.transforms import build_detection_pipeline
 from cvkit.errors import CvkitError
@@ -74,8 +75,10 @@ class DetectionDataset(Dataset):
     """Images and their training boxes through a box-aware albumentations pipeline.
 
     Items are asked for as ``index`` or ``(index, seed)``, as in ``ClassificationDataset``: with a seed,
-    the augmentations of the sample are drawn from it. An unreadable image yields None (the collate
-    function drops it) unless ``strict``. With ``keep_size`` (evaluation) a pipeline that changes the
+    the augmentations of the sample are drawn from it. An unreadable image yields an
+    :class:`~cvkit.data.batches.Unreadable` with its image id (the collate function drops it from the batch
+    and names it in ``batch.unreadable``; evaluation counts it as an image without detections) unless
+    ``strict``. With ``keep_size`` (evaluation) a pipeline that changes the
     image size is an error, since predictions must come out in original image coordinates.
     """
 
@@ -89,16 +92,13 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]] | None:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]] | Unreadable:
         index, seed = item if isinstance(item, tuple) else (item, None)
         record = self.records[index]
         try:
             image = read_rgb(record.path)
         except CorruptImageError as err:
-            if self.strict:
-                raise
-            log.warning("skipping unreadable image: %s", err.args[0].split(". Remove")[0])
-            return None
+            return unreadable_sample(err, index, self.strict, record.image_id)
         boxes, labels = record.boxes[record.train], record.labels[record.train]
         height, width = image.shape[:2]
         if (width, height) != (record.width, record.height):
@@ -127,12 +127,12 @@ class DetectionDataset(Dataset):
         return out["image"], target
 
 
-def collate_detection(batch: list[Any]) -> tuple[list[torch.Tensor], list[dict[str, Any]]] | None:
-    """``(images, targets)`` lists from the samples that could be read (None if none could)."""
-    kept = [sample for sample in batch if sample is not None]
-    if not kept:
-        return None
-    return [image for image, _ in kept], [target for _, target in kept]
+def collate_detection(samples: list[Any]) -> Batch:
+    """``(images, targets)`` lists from the samples that could be read (an empty batch if none could),
+    naming the others in ``batch.unreadable``."""
+    kept, unreadable = split_unreadable(samples)
+    parts = ([image for image, _ in kept], [target for _, target in kept]) if kept else ()
+    return Batch(parts, unreadable)
 
 
 class DetectionDataModule(BaseDataModule):
@@ -145,6 +145,7 @@ class DetectionDataModule(BaseDataModule):
     """
 
     name = "detection"
+    task_kind = "detection"
     collate = staticmethod(collate_detection)
 
     def __init__(

@@ -71,10 +71,13 @@ class ImageFolderDataModule(ClassificationDataModule):
         self.root = Path(root).expanduser()
         self.verify_images = verify_images
         self.name = f"imagefolder {self.root}"
-        self.skipped: dict[Path, str] = {}
+        self.skipped: dict[str, dict[Path, str]] = {}  # per split: the unreadable files left out, and why
 
     def describe(self) -> str:
         return f"imagefolder at {self.root}"
+
+    def unreadable_at_load(self, split: str) -> list[str]:
+        return [str(path) for path in self.skipped.get(split, {})]
 
     def load_splits(self) -> tuple[dict[str, Split], list[str]]:
         if not self.root.is_dir():
@@ -93,11 +96,11 @@ class ImageFolderDataModule(ClassificationDataModule):
             paths, labels, class_names = scan_split(self.root / split, class_names)
             if not paths:
                 raise CvkitError(f"data.root: {self.root / split} contains no image files; expected {LAYOUT}")
-            paths, labels = self._drop_unreadable(paths, labels)
+            paths, labels = self._drop_unreadable(split, paths, labels)
             splits[split] = Split(FileImages(paths), labels)
         return splits, class_names
 
-    def _drop_unreadable(self, paths: list[Path], labels: np.ndarray) -> tuple[list[Path], np.ndarray]:
+    def _drop_unreadable(self, split: str, paths: list[Path], labels: np.ndarray) -> tuple[list[Path], np.ndarray]:
         if self.verify_images == "none":
             return paths, labels
         bad = find_unreadable(paths, self.verify_images)
@@ -111,6 +114,6 @@ class ImageFolderDataModule(ClassificationDataModule):
                 "Remove or replace them, or set data.strict=false to skip them."
             )
         log.warning("skipping %d unreadable image(s) (data.strict=false):\n%s%s", len(bad), listing, more)
-        self.skipped.update(bad)
+        self.skipped[split] = bad
         keep = [i for i, path in enumerate(paths) if path not in bad]
         return [paths[i] for i in keep], labels[keep]

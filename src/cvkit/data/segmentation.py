@@ -35,6 +35,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from cvkit.data.base import BaseDataModule
+from cvkit.data.batches import Batch, Unreadable, split_unreadable, unreadable_sample
 from cvkit.data.images import DECODE_ERRORS, CorruptImageError, read_rgb
 from cvkit.data.transforms import build_pipeline, build_steps, normalised_tensor
 from cvkit.errors import CvkitError
@@ -170,8 +171,9 @@ class Sample(NamedTuple):
 class SegmentationDataset(Dataset):
     """Images and masks through a pipeline: for training both go through it together; for evaluation
     only the image does, and the mask stays as read. Items are asked for as ``index`` or ``(index,
-    seed)``, as in ``ClassificationDataset``. An unreadable image or mask yields None (the collate
-    function drops it) unless ``strict``."""
+    seed)``, as in ``ClassificationDataset``. An unreadable image or mask yields an
+    :class:`~cvkit.data.batches.Unreadable` (the collate function drops it from the batch and names it in
+    ``batch.unreadable``) unless ``strict``."""
 
     def __init__(
         self,
@@ -193,16 +195,13 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> Sample | None:
+    def __getitem__(self, item: int | tuple[int, int]) -> Sample | Unreadable:
         index, seed = item if isinstance(item, tuple) else (item, None)
         record = self.records[index]
         try:
             image, mask = read_rgb(record.image), read_mask(record.mask)
         except CorruptImageError as err:
-            if self.strict:
-                raise
-            log.warning("skipping unreadable image: %s", err.args[0].split(". Remove")[0])
-            return None
+            return unreadable_sample(err, index, self.strict)
         if mask.shape != image.shape[:2]:
             raise CvkitError(
                 f"mask {record.mask} is {mask.shape[1]}x{mask.shape[0]} but its image {record.image} is "
@@ -217,12 +216,12 @@ class SegmentationDataset(Dataset):
         return Sample(out["image"], torch.as_tensor(out["mask"]).long(), False)
 
 
-def collate_segmentation(batch: list[Sample | None]) -> tuple[torch.Tensor, torch.Tensor | list] | None:
-    """``(images, masks)`` of the samples that could be read, as the module docstring describes (None
-    if none could)."""
-    kept = [sample for sample in batch if sample is not None]
+def collate_segmentation(samples: list[Sample | Unreadable]) -> Batch:
+    """``(images, masks)`` of the samples that could be read, as the module docstring describes (an empty
+    batch if none could), naming the others in ``batch.unreadable``."""
+    kept, unreadable = split_unreadable(samples)
     if not kept:
-        return None
+        return Batch((), unreadable)
     sizes = sorted({tuple(sample.image.shape[1:]) for sample in kept})
     if len(sizes) > 1:
         raise CvkitError(
@@ -231,7 +230,7 @@ def collate_segmentation(batch: list[Sample | None]) -> tuple[torch.Tensor, torc
         )
     images = torch.stack([sample.image for sample in kept])
     masks = [sample.mask for sample in kept]
-    return (images, masks) if kept[0].original else (images, torch.stack(masks))
+    return Batch((images, masks) if kept[0].original else (images, torch.stack(masks)), unreadable)
 
 
 class SegmentationDataModule(BaseDataModule):
@@ -245,6 +244,7 @@ class SegmentationDataModule(BaseDataModule):
     """
 
     name = "segmentation"
+    task_kind = "segmentation"
     collate = staticmethod(collate_segmentation)
 
     def __init__(

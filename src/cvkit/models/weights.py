@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
 import timm
+import torch
 from huggingface_hub import try_to_load_from_cache
+from safetensors import safe_open
 
 from cvkit.errors import CvkitError
 
@@ -38,6 +41,7 @@ def pretrained_file(name: str, pretrained: bool, weights: str | None) -> str | N
         path = Path(weights).expanduser()
         if not path.is_file():
             raise CvkitError(f"backbone.weights: {path} does not exist (expected a {'/'.join(WEIGHT_SUFFIXES)} file)")
+        check_weights_file(path)
         return str(path)
     if not pretrained:
         return None
@@ -56,3 +60,20 @@ def pretrained_file(name: str, pretrained: bool, weights: str | None) -> str | N
             "HF_HOME), or set backbone.weights=/path/to/weights.safetensors, or backbone.pretrained=false."
         )
     return None
+
+
+def check_weights_file(path: Path) -> None:
+    """CvkitError naming ``backbone.weights`` unless `path` holds weights: a safetensors file (its header is
+    read), or a ``torch.save`` file of a state dict (memory-mapped where it can be, so tensors are not read)."""
+    expected = "expected a state dict saved with torch.save (.pth, .pt, .bin) or a .safetensors file"
+    try:
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt"):
+                return
+        content = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception as err:  # the pickle, zip and safetensors readers each fail in their own ways
+        raise CvkitError(
+            f"backbone.weights: {path} is not a weights file ({type(err).__name__}: {err}); {expected}"
+        ) from err
+    if not isinstance(content, dict):
+        raise CvkitError(f"backbone.weights: {path} holds a {type(content).__name__}, not a state dict; {expected}")

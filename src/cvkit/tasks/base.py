@@ -6,6 +6,7 @@ import logging
 import math
 import random
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,8 @@ import torch
 from torch import nn
 from torchmetrics import MaxMetric
 
+from cvkit.checkpoints import run_checkpoints
+from cvkit.errors import CvkitError, TrainingFailed
 from cvkit.optim import LRPlan, build_optimizer, build_schedule
 
 CHECKPOINT_KEY = "cvkit"
@@ -34,6 +37,11 @@ class BaseTask(pl.LightningModule):
         metadata: what a checkpoint must carry to be used without the run's config files
             (task, class names, image size, normalisation, the composed config).
         channels_last: feed the model channels-last tensors.
+        nonfinite_loss: what a NaN or infinite training loss does: ``{"action": "stop"}`` (the default) ends
+            the run with :class:`~cvkit.errors.TrainingFailed`; ``{"action": "skip", "max_skipped": N}``
+            skips such steps (no backward, no update), at most N times in a run. All ranks decide together.
+
+    Subclasses implement :meth:`training_loss` (the batch's loss, logged; None to skip the batch).
     """
 
     def __init__(
@@ -44,6 +52,7 @@ class BaseTask(pl.LightningModule):
         lr_plan: LRPlan,
         metadata: Mapping[str, Any] | None = None,
         channels_last: bool = False,
+        nonfinite_loss: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -53,6 +62,11 @@ class BaseTask(pl.LightningModule):
         self.metadata = dict(metadata or {})
         self.channels_last = channels_last
         self.resumed_schedule: Mapping[str, Any] | None = None
+        policy = {"action": "stop", "max_skipped": 10, **(nonfinite_loss or {})}
+        if policy["action"] not in ("stop", "skip"):
+            raise CvkitError(f"nonfinite_loss.action={policy['action']!r} is not valid: 'stop' or 'skip'")
+        self.nonfinite_action, self.max_nonfinite_skips = policy["action"], int(policy["max_skipped"])
+        self.nonfinite_skipped = 0
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
 
@@ -60,6 +74,62 @@ class BaseTask(pl.LightningModule):
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
+
+    def training_loss(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        """The loss of a training batch (logged as ``train/loss``), or None to skip the batch."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        # Skipping a step must also undo what its forward pass did to BatchNorm's running statistics.
+        buffers = self.float_buffers() if self.nonfinite_action == "skip" else {}
+        loss = self.training_loss(batch, batch_idx)
+        if loss is not None and not self.all_finite(loss):
+            for name, saved in buffers.items():
+                self.get_buffer(name).copy_(saved)
+            loss = self.skip_or_stop(loss, batch_idx)
+        if self.nonfinite_action == "skip":  # the count so far, in the logs of every epoch and in metrics.json
+            self.log(
+                "train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=False, on_epoch=True, reduce_fx="max"
+            )
+        return loss
+
+    def float_buffers(self) -> dict[str, torch.Tensor]:
+        """Copies of the model's floating-point buffers (BatchNorm's running mean and variance)."""
+        return {
+            f"model.{name}": buffer.detach().clone()
+            for name, buffer in self.model.named_buffers()
+            if buffer.is_floating_point()
+        }
+
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (one all-reduce under DDP, so that all ranks agree)."""
+        finite = torch.isfinite(loss.detach()).all().to(torch.int32)
+        if self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce(finite, reduce_op="min")
+        return bool(finite)
+
+    def skip_or_stop(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """Skip this step as ``nonfinite_loss`` allows, or end the run naming the step and the last checkpoint."""
+        where = (
+            f"optimizer step {self.trainer.global_step} (epoch {self.current_epoch} counting from 0, batch {batch_idx})"
+        )
+        value: float | str = float(loss.detach().float())
+        if math.isfinite(value):  # under DDP, another rank's loss was not finite
+            value = f"not finite on another rank (here {value:.4g})"
+        if self.nonfinite_action == "skip" and self.nonfinite_skipped < self.max_nonfinite_skips:
+            self.nonfinite_skipped += 1
+            log.warning(
+                "train/loss is %s at %s: step skipped (%d of at most %d, nonfinite_loss.max_skipped)",
+                value, where, self.nonfinite_skipped, self.max_nonfinite_skips,
+            )  # fmt: skip
+            return None
+        saved = run_checkpoints(Path(self.trainer.default_root_dir))
+        last_good = f"the last checkpoint written before it is {saved[0]}" if saved else "no checkpoint was written"
+        skipped = f" after skipping {self.nonfinite_skipped} such steps" if self.nonfinite_skipped else ""
+        raise TrainingFailed(
+            f"train/loss is {value} at {where}{skipped}: training stopped; {last_good}. Lower optimizer.lr "
+            "(or clip gradients: trainer.gradient_clip_val), or set nonfinite_loss.action=skip to skip such steps"
+        )
 
     def report(self) -> dict[str, Any]:
         """Per-class results of the last validation, for metrics.json."""

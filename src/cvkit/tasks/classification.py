@@ -21,6 +21,7 @@ from cvkit.errors import CvkitError
 from cvkit.metrics import per_class_report
 from cvkit.summary import print_per_class
 from cvkit.tasks.base import BaseTask
+from cvkit.tasks.mixins import CountsEvaluationImages, RefusesOtherTasksCheckpoints
 from cvkit.visualize import confusion_matrix_image
 
 
@@ -51,9 +52,10 @@ def classification_metrics(num_classes: int) -> MetricCollection:
     )
 
 
-class ClassificationTask(BaseTask):
+class ClassificationTask(CountsEvaluationImages, RefusesOtherTasksCheckpoints, BaseTask):
     """Logs ``train/loss``, ``train/acc``, ``{val,test}/{loss,acc,acc_top5,precision,recall,f1}``,
-    ``val/acc_best``, and a confusion-matrix image each validation epoch."""
+    ``val/acc_best``, and a confusion-matrix image each validation epoch. Unreadable images are left out
+    of the metrics, and counted (``val_images`` / ``test_images`` of the report)."""
 
     kind = "classification"
 
@@ -80,7 +82,7 @@ class ClassificationTask(BaseTask):
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor] | None, batch_idx: int) -> torch.Tensor | None:
+    def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor] | None, batch_idx: int) -> torch.Tensor | None:
         if batch is None:  # every image of the batch was unreadable and skipped
             return None
         images, labels = batch
@@ -112,6 +114,7 @@ class ClassificationTask(BaseTask):
         self._evaluate(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
+        self.finish_image_count("val")
         confusion = self.val_confusion.compute().cpu()
         self.val_confusion.reset()
         self.last_confusion = confusion.tolist()
@@ -124,11 +127,15 @@ class ClassificationTask(BaseTask):
             image = confusion_matrix_image(confusion.numpy(), self.class_names)
             experiment.add_image("val/confusion_matrix", image, self.global_step, dataformats="HWC")
 
+    def on_test_epoch_end(self) -> None:
+        self.finish_image_count("test")
+
     def report(self) -> dict[str, Any]:
         if self.last_confusion is None:
-            return {}
+            return super().report()
         per_class = per_class_report(self.last_confusion, self.class_names)
-        return {"val_confusion_matrix": self.last_confusion, "val_per_class": per_class}
+        return {**super().report(), "val_confusion_matrix": self.last_confusion, "val_per_class": per_class}
 
     def print_report(self) -> None:
         print_per_class("val per class (last epoch)", self.report().get("val_per_class", {}))
+        super().print_report()

@@ -14,11 +14,13 @@ from torchmetrics import MaxMetric
 from cvkit.metrics.detection import CocoEvaluator
 from cvkit.summary import print_per_class
 from cvkit.tasks.base import BaseTask
+from cvkit.tasks.mixins import CountsEvaluationImages, RefusesOtherTasksCheckpoints
 from cvkit.visualize import detections_image
 
 log = logging.getLogger(__name__)
 Batch = tuple[list[torch.Tensor], list[dict[str, Any]]]
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+NO_DETECTIONS = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
 
 
 @contextlib.contextmanager
@@ -39,11 +41,14 @@ def loss_mode(model: nn.Module, seed: int) -> Iterator[None]:
         model.eval()
 
 
-class DetectionTask(BaseTask):
+class DetectionTask(CountsEvaluationImages, RefusesOtherTasksCheckpoints, BaseTask):
     """Logs ``train/loss`` and its parts (``train/loss_classifier``, ...), ``{val,test}/loss`` (the same
     losses on held-out images, when ``val_loss``), COCO box metrics of the whole split gathered across
     ranks (``{val,test}/map``, ``map_50``, ``map_75``, ``map_small|medium|large``, ``mar_1|10|100``, ...),
-    ``val/map_best``, and ``log_images`` val images with their true (green) and predicted (red) boxes."""
+    ``val/map_best``, and ``log_images`` val images with their true (green) and predicted (red) boxes.
+
+    An unreadable image counts as an image without detections: the whole split scores as pycocotools
+    scores the user's own annotation file with these predictions."""
 
     kind = "detection"
 
@@ -68,7 +73,7 @@ class DetectionTask(BaseTask):
     def forward(self, images: list[torch.Tensor], targets: list[dict[str, Any]] | None = None) -> Any:
         return self.model(images, targets)
 
-    def training_step(self, batch: Batch | None, batch_idx: int) -> torch.Tensor | None:
+    def training_loss(self, batch: Batch | None, batch_idx: int) -> torch.Tensor | None:
         if batch is None:  # every image of the batch was unreadable and skipped
             return None
         images, targets = batch
@@ -120,6 +125,8 @@ class DetectionTask(BaseTask):
 
     def _finish_evaluation(self, stage: str) -> dict[str, float]:
         """Gather every rank's detections, score them, log ``{stage}/*`` (the same on every rank)."""
+        unreadable = [sample.image_id for sample in self.finish_image_count(stage).unreadable]
+        self.evaluator.update(unreadable, [NO_DETECTIONS] * len(unreadable))
         self.evaluator.gather()
         if not self.evaluator.per_image:  # no image of this split was evaluated
             return {}
@@ -146,10 +153,11 @@ class DetectionTask(BaseTask):
 
     def report(self) -> dict[str, Any]:
         evaluation = self.evaluations.get("val")
-        return {"val_per_class_ap": evaluation["per_class_ap"]} if evaluation else {}
+        return {**super().report(), **({"val_per_class_ap": evaluation["per_class_ap"]} if evaluation else {})}
 
     def print_report(self) -> None:
         print_per_class("val AP per class (last epoch)", self.report().get("val_per_class_ap", {}))
+        super().print_report()
 
     def report_files(self) -> dict[str, Any]:
         """The last val evaluation in COCO formats, so that anyone can re-score it with pycocotools."""

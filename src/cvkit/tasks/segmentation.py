@@ -13,6 +13,7 @@ from cvkit.errors import CvkitError
 from cvkit.metrics.segmentation import SegmentationConfusion, segmentation_report
 from cvkit.summary import print_per_class
 from cvkit.tasks.base import BaseTask
+from cvkit.tasks.mixins import CountsEvaluationImages, RefusesOtherTasksCheckpoints
 from cvkit.visualize import segmentation_image
 
 LOSSES = ("ce", "dice", "ce+dice")
@@ -32,7 +33,7 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int | N
     return 1 - dice[present].mean() if present.any() else logits.sum() * 0
 
 
-class SegmentationTask(BaseTask):
+class SegmentationTask(CountsEvaluationImages, RefusesOtherTasksCheckpoints, BaseTask):
     """Logs ``train/loss``, ``{val,test}/loss``, and from a confusion matrix accumulated over the whole
     split (summed across ranks) ``{val,test}/miou``, ``pixel_acc``, ``dice``, and ``val/miou_best``; the
     per-class IoU of the last validation goes to metrics.json and a table. Evaluation compares at each
@@ -73,7 +74,7 @@ class SegmentationTask(BaseTask):
             total = total + dice_loss(logits, masks, self.ignore_index)
         return total
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+    def training_loss(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         if batch is None:  # every image of the batch was unreadable and skipped
             return None
         images, masks = batch
@@ -117,6 +118,7 @@ class SegmentationTask(BaseTask):
 
     def _finish(self, stage: str, confusion: SegmentationConfusion) -> torch.Tensor:
         """Log the split's metrics from the whole-split confusion matrix (summed across ranks)."""
+        self.finish_image_count(stage)
         results = confusion.compute()
         self.log_dict({f"{stage}/{key}": results[key] for key in ("miou", "pixel_acc", "dice")}, sync_dist=False)
         if stage == "val" and not self.trainer.sanity_checking:
@@ -136,7 +138,8 @@ class SegmentationTask(BaseTask):
             experiment.add_image(f"val/segmentation/{i}", picture, self.global_step)
 
     def report(self) -> dict[str, Any]:
-        return dict(self.last_report)
+        return {**super().report(), **self.last_report}
 
     def print_report(self) -> None:
         print_per_class("val IoU per class (last epoch)", self.last_report.get("val_per_class", {}))
+        super().print_report()

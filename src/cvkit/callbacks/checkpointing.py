@@ -1,0 +1,137 @@
+"""The checkpoints a run restarts from: ``last.ckpt`` at every epoch end, periodic saves inside epochs,
+and one save when a signal stops the run (the best checkpoint is Lightning's ``ModelCheckpoint``'s).
+
+Lightning's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only when it also writes a top-k
+checkpoint (Lightning >= 2.6), so once the monitored metric stops improving ``last.ckpt`` stays at the
+best epoch. :class:`RunCheckpoints` writes it at the end of every epoch, whatever the metric does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from cvkit.checkpoints import CHECKPOINT_DIR, INTERRUPTED, LAST, PARTIAL_SUFFIX, PERIODIC_PREFIX, run_checkpoints
+from cvkit.errors import CvkitError, Interrupted
+from cvkit.signals import StopRequest
+
+log = logging.getLogger(__name__)
+
+
+class RunCheckpoints(pl.Callback):
+    """Writes the run's restart points into ``<run dir>/checkpoints``.
+
+    Args:
+        every_n_train_steps: also save ``step-NNNNNNNN.ckpt`` every N optimizer steps (None: off).
+        every_n_minutes: also save it when M minutes of training have passed since the last save (None: off).
+        keep_periodic: how many of the newest ``step-*.ckpt`` to keep.
+        grace_period_s: after SIGTERM, SIGINT or SIGUSR1, how long to wait for the step in progress to end
+            and be saved as ``interrupted.ckpt`` (below the scheduler's own grace: Kubernetes gives 30 s).
+
+    Every rank takes part in every decision (one small all-reduce per optimizer step under DDP), so all
+    ranks stop and save at the same step. A signal ends the run with :class:`~cvkit.errors.Interrupted`.
+    """
+
+    def __init__(
+        self,
+        every_n_train_steps: int | None = None,
+        every_n_minutes: float | None = None,
+        keep_periodic: int = 2,
+        grace_period_s: float = 25.0,
+    ) -> None:
+        for key, value in (("every_n_train_steps", every_n_train_steps), ("every_n_minutes", every_n_minutes)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
+                raise CvkitError(f"callbacks.checkpoints.{key}={value!r} is not valid: a positive number, or null")
+        if not isinstance(keep_periodic, int) or keep_periodic < 1:
+            raise CvkitError(f"callbacks.checkpoints.keep_periodic={keep_periodic!r} is not valid: an integer >= 1")
+        self.every_n_train_steps = every_n_train_steps
+        self.every_n_minutes = every_n_minutes
+        self.keep_periodic = keep_periodic
+        self.grace_period_s = grace_period_s
+        self.folder = Path(".")
+        self.stop = StopRequest(grace_period_s, self.newest_note)
+        self._checked_step = -1
+        self._last_save_time = 0.0
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.folder = Path(trainer.default_root_dir) / CHECKPOINT_DIR
+
+    def newest_note(self) -> str:
+        newest = run_checkpoints(self.folder.parent)
+        return f"resume=true continues from {newest[0]}" if newest else "no checkpoint has been written yet"
+
+    # Training.
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            for partial in self.folder.glob("*" + PARTIAL_SUFFIX):
+                log.warning("removing %s, a checkpoint whose writing was cut short", partial)
+                partial.unlink(missing_ok=True)
+        self._checked_step = trainer.global_step
+        self._last_save_time = time.monotonic()
+        self.stop.install()  # after Lightning's own handlers, which it registers just before this hook
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if trainer.global_step == self._checked_step:  # inside a gradient accumulation: no optimizer step yet
+            return
+        self._checked_step = trainer.global_step
+        signum, periodic_due = self.agree(trainer)
+        if signum:
+            self.save_and_stop(trainer, self.folder / INTERRUPTED, signum)
+        if periodic_due:
+            self.save(trainer, self.folder / f"{PERIODIC_PREFIX}{trainer.global_step:08d}.ckpt")
+            self.prune_periodic(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save(trainer, self.folder / LAST)
+        signum, _ = self.agree(trainer)
+        if signum:
+            self.stop_after_save(self.folder / LAST, signum, trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.stop.restore()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.stop.restore()
+
+    # Decisions every rank takes together.
+    def agree(self, trainer: pl.Trainer) -> tuple[int, bool]:
+        """(the signal any rank received, or 0; whether a periodic save is due), the same on every rank."""
+        steps_due = bool(self.every_n_train_steps) and trainer.global_step % self.every_n_train_steps == 0
+        minutes = (time.monotonic() - self._last_save_time) / 60
+        time_due = self.every_n_minutes is not None and minutes >= self.every_n_minutes
+        local = torch.tensor([self.stop.signum or 0, int(time_due)], dtype=torch.int64)
+        if trainer.world_size > 1:
+            local = trainer.strategy.reduce(local.to(trainer.strategy.root_device), reduce_op="max").cpu()
+        return int(local[0]), steps_due or bool(local[1])
+
+    # Saving.
+    def save(self, trainer: pl.Trainer, path: Path) -> None:
+        trainer.save_checkpoint(path)  # every rank: it ends with a barrier; rank 0 writes
+        self._last_save_time = time.monotonic()
+
+    def save_and_stop(self, trainer: pl.Trainer, path: Path, signum: int) -> None:
+        self.stop.disarm()
+        self.save(trainer, path)
+        self.stop_after_save(path, signum, trainer)
+
+    def stop_after_save(self, path: Path, signum: int, trainer: pl.Trainer) -> None:
+        self.stop.disarm()
+        self.stop.signum = signum
+        raise Interrupted(
+            f"stopped by {self.stop.name} at optimizer step {trainer.global_step} (epoch {trainer.current_epoch}, "
+            f"counting from 0) and saved {path}; continue with the same command and resume=true",
+            signum,
+        )
+
+    def prune_periodic(self, trainer: pl.Trainer) -> None:
+        """Keep the newest `keep_periodic` step checkpoints."""
+        if not trainer.is_global_zero:
+            return
+        periodic = sorted(self.folder.glob(f"{PERIODIC_PREFIX}*.ckpt"))
+        for old in periodic[: -self.keep_periodic]:
+            old.unlink(missing_ok=True)

@@ -1,0 +1,68 @@
+"""Batches that also name the samples that could not be read, so that the task can count them.
+
+A dataset returns an :class:`Unreadable` for a sample whose file cannot be decoded (unless
+``data.strict``); the collate functions drop those samples from the batch and keep them in
+:attr:`Batch.unreadable`. Loader workers are other processes: this is how the task learns of them::
+
+    batch = Batch(([image], [target]), unreadable=[Unreadable(3, "val/003.jpg", image_id=12)])
+    images, targets = batch        # unpacks as the plain batch
+    batch.unreadable               # (Unreadable(index=3, path='val/003.jpg', image_id=12),)
+    Batch((), unreadable=[...])    # no sample could be read: an empty (falsy) batch
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from lightning_utilities.core.apply_func import apply_to_collection
+
+from cvkit.data.images import CorruptImageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A sample of a split that could not be read: its index, the file at fault, and (detection) the id of
+    its image in the ground truth."""
+
+    index: int
+    path: str
+    image_id: int | None = None
+
+
+class Batch(tuple):
+    """A collated batch (a tuple of its parts, as before) and the samples of it that could not be read."""
+
+    unreadable: tuple[Unreadable, ...]
+
+    def __new__(cls, parts: Iterable[Any] = (), unreadable: Iterable[Unreadable] = ()) -> Batch:
+        batch = super().__new__(cls, parts)
+        batch.unreadable = tuple(unreadable)
+        return batch
+
+    def __reduce__(self) -> tuple[Any, ...]:  # across loader worker processes
+        return type(self), (tuple(self), self.unreadable)
+
+    def pin_memory(self) -> Batch:
+        """The batch with its tensors in pinned memory (the loader's ``pin_memory`` would make it a list)."""
+        return Batch(apply_to_collection(tuple(self), torch.Tensor, torch.Tensor.pin_memory), self.unreadable)
+
+
+def unreadable_sample(err: CorruptImageError, index: int, strict: bool, image_id: int | None = None) -> Unreadable:
+    """What a dataset returns for sample `index` whose file raised `err`: raises it under ``strict``, else
+    warns naming the file."""
+    if strict:
+        raise err
+    log.warning("skipping unreadable image: %s", err.args[0].split(". Remove")[0])
+    return Unreadable(index, str(err.path), image_id)
+
+
+def split_unreadable(samples: Sequence[Any]) -> tuple[list[Any], list[Unreadable]]:
+    """The samples of a batch that could be read, and those that could not."""
+    kept = [sample for sample in samples if not isinstance(sample, Unreadable)]
+    return kept, [sample for sample in samples if isinstance(sample, Unreadable)]

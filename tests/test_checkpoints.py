@@ -1,0 +1,111 @@
+"""What the checkpoints of a run hold, and how a save fails: last.ckpt against a metric that gets worse,
+periodic saves, a full disk, the order resume=true tries checkpoints in."""
+
+import errno
+import json
+import os
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+import torch
+
+import cvkit.checkpoints
+from cvkit.checkpoints import newest_readable, run_checkpoints
+from cvkit.errors import CvkitError, TrainingFailed
+from cvkit.train import train
+from tests.conftest import compose_train
+
+RUN = [
+    "data.image_size=16",
+    "data.batch_size=32",
+    "data.num_workers=0",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "scheduler.warmup_epochs=0",
+    "logger=csv",
+]
+
+
+def test_last_checkpoint_holds_the_final_epoch_when_the_monitored_metric_gets_worse(tmp_path: Path) -> None:
+    # Monitoring val/acc for its *lowest* value: after the first epoch the monitored metric only gets worse,
+    # as it does in a real run past its peak. Lightning's save_last=True left last.ckpt at the best epoch here.
+    metrics, objects = train(compose_train(tmp_path, *RUN, "trainer.max_epochs=3", "task.monitor_mode=min"))
+    folder = tmp_path / "checkpoints"
+    best = torch.load(objects["report"]["best_checkpoint"], weights_only=True)
+    last = torch.load(folder / "last.ckpt", weights_only=True)
+    assert best["epoch"] < 2 and best["global_step"] < 12  # the best checkpoint stays behind
+    assert (last["epoch"], last["global_step"]) == (2, 12)  # last.ckpt is the end of the run
+    weights = objects["task"].state_dict()
+    assert all(torch.equal(weights[k].cpu(), v) for k, v in last["state_dict"].items())
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"
+    assert metrics["val/acc"] >= metrics["val/acc_best"]  # val/acc_best is a max whatever the checkpoint mode
+
+
+def test_periodic_saves_keep_the_newest(tmp_path: Path) -> None:
+    train(compose_train(tmp_path, *RUN, "trainer.max_epochs=2", "callbacks.checkpoints.every_n_train_steps=3"))
+    names = sorted(path.name for path in (tmp_path / "checkpoints").glob("step-*.ckpt"))
+    assert names == ["step-00000003.ckpt", "step-00000006.ckpt"]  # steps 3 and 6 of 8; keep_periodic=2
+    saved = torch.load(tmp_path / "checkpoints" / "step-00000006.ckpt", weights_only=True)
+    assert saved["global_step"] == 6 and saved["epoch"] == 1  # mid-epoch: 2 of epoch 1's 4 steps done
+
+
+def test_time_based_saves_follow_the_clock(tmp_path: Path) -> None:
+    # Every 0.006 s: a save after every step (each step takes longer); the newest three are kept.
+    overrides = ["callbacks.checkpoints.every_n_minutes=0.0001", "callbacks.checkpoints.keep_periodic=3"]
+    train(compose_train(tmp_path, *RUN, "trainer.max_epochs=2", *overrides))
+    names = sorted(path.name for path in (tmp_path / "checkpoints").glob("step-*.ckpt"))
+    assert names == ["step-00000006.ckpt", "step-00000007.ckpt", "step-00000008.ckpt"]
+
+
+def test_bad_save_intervals_are_named(tmp_path: Path) -> None:
+    with pytest.raises(CvkitError, match=r"callbacks.checkpoints.every_n_train_steps=0 is not valid: a positive"):
+        train(compose_train(tmp_path, *RUN, "callbacks.checkpoints.every_n_train_steps=0"))
+
+
+Usage = namedtuple("Usage", "total used free")
+
+
+def test_a_full_disk_stops_the_run_naming_the_file_and_keeps_the_earlier_checkpoints(tmp_path, monkeypatch) -> None:
+    fsync = os.fsync
+
+    def fsync_fails_for_step_6(descriptor: int) -> None:  # the disk fills up while step 6 is written
+        if "step-00000006" in os.readlink(f"/proc/self/fd/{descriptor}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(descriptor)
+
+    monkeypatch.setattr(cvkit.checkpoints.os, "fsync", fsync_fails_for_step_6)
+    cfg = compose_train(tmp_path, *RUN, "trainer.max_epochs=3", "callbacks.checkpoints.every_n_train_steps=2")
+    with pytest.raises(
+        TrainingFailed,
+        match=r"cannot write checkpoint .*step-00000006.ckpt: No space left on device "
+        r"\(it needs \d+\.\d MiB, .* has \d+\.\d MiB free\); the earlier checkpoints are intact",
+    ):
+        train(cfg)
+    folder = tmp_path / "checkpoints"
+    assert not list(folder.glob("*.partial"))
+    assert {torch.load(path, weights_only=True)["global_step"] for path in run_checkpoints(tmp_path)} == {2, 4}
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["status"] == "failed" and "step-00000006.ckpt" in report["error"]
+
+
+def test_too_little_free_space_is_found_before_writing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cvkit.checkpoints.shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 5 * 2**20, 5 * 2**20))
+    with pytest.raises(
+        TrainingFailed, match=r"last.ckpt: not enough free space \(it needs [1-9]\d+\.\d MiB, .* 5.0 MiB"
+    ):
+        train(compose_train(tmp_path, *RUN, "trainer.max_epochs=1"))
+    assert not list((tmp_path / "checkpoints").glob("*"))
+
+
+def test_resume_tries_the_newest_first_and_names_each_unreadable_one(tmp_path: Path, caplog) -> None:
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for age, name in enumerate(["interrupted.ckpt", "step-00000004.ckpt", "last.ckpt", "best-epoch000.ckpt"]):
+        torch.save({"state_dict": {}, "global_step": 10 - age}, folder / name)
+        os.utime(folder / name, (1_000_000 - age, 1_000_000 - age))
+    (folder / "interrupted.ckpt").write_bytes(b"cut short")
+    path, checkpoint = newest_readable(tmp_path)
+    assert path.name == "step-00000004.ckpt" and checkpoint["global_step"] == 9
+    assert f"{folder / 'interrupted.ckpt'} is not a readable PyTorch checkpoint" in caplog.text
+    assert f"1 newer checkpoint(s) could not be read; using {path}" in caplog.text
