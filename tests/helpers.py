@@ -122,3 +122,24 @@ class SignalInTest(pl.Callback):
 
     def on_test_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+class DiskFullFromStep(pl.Callback):
+    """From optimizer step `step` on, the checkpoint folder of this process reports no free space (a disk that
+    fills up during the run)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        import shutil
+
+        import cvkit.checkpoints
+
+        real = shutil.disk_usage
+
+        def disk_usage(path: object) -> object:
+            usage = real(path)
+            return usage._replace(free=0) if trainer.global_step >= self.step else usage
+
+        cvkit.checkpoints.shutil = type("FullDisk", (), {"disk_usage": staticmethod(disk_usage)})

@@ -57,3 +57,13 @@ def test_a_nan_loss_on_one_rank_stops_both(tmp_path: Path, rank: int) -> None:
     assert result.returncode == 3, result.stdout[-3000:]
     assert "train/loss is" in result.stdout and "at optimizer step 1" in result.stdout
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_a_full_disk_on_rank_0_ends_both_ranks(tmp_path: Path) -> None:
+    # Only rank 0 writes, so only rank 0 fails; the other must end too, not wait at the save's barrier. (On gloo
+    # it also ends when rank 0's connection closes; under NCCL it would wait for its timeout, hence cvkit's
+    # stop_other_ranks, which this CPU test cannot tell apart.)
+    result = train(tmp_path, *fault("DiskFullFromStep", step=4))
+    assert result.returncode == 3, result.stdout[-3000:]
+    assert f"cannot write checkpoint {tmp_path / 'checkpoints'}" in result.stdout
+    assert "not enough free space" in result.stdout and "Traceback" not in result.stdout
