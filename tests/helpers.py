@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -143,3 +144,16 @@ class DiskFullFromStep(pl.Callback):
             return usage._replace(free=0) if trainer.global_step >= self.step else usage
 
         cvkit.checkpoints.shutil = type("FullDisk", (), {"disk_usage": staticmethod(disk_usage)})
+
+
+class SlowStepsFrom(pl.Callback):
+    """From optimizer step `step` on, every training batch takes `seconds` longer (a step that outlasts the
+    grace period after a signal)."""
+
+    def __init__(self, step: int, seconds: float) -> None:
+        self.step = step
+        self.seconds = seconds
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        if trainer.global_step >= self.step:
+            time.sleep(self.seconds)

@@ -168,3 +168,18 @@ def test_a_non_finite_loss_is_skipped_when_configured(tmp_path: Path) -> None:
     assert final["global_step"] == TOTAL_STEPS  # Lightning counts the skipped step; it had no gradients
     assert all(torch.isfinite(tensor).all() for tensor in final["state_dict"].values())  # no NaN update
     assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]["train/nonfinite_skipped"] == 1
+
+
+def test_a_step_longer_than_the_grace_period_exits_naming_the_newest_checkpoint(tmp_path: Path) -> None:
+    slow = [
+        "+callbacks.slow._target_=tests.helpers.SlowStepsFrom",
+        "+callbacks.slow.step=5",
+        "+callbacks.slow.seconds=5",
+    ]
+    grace = ["callbacks.checkpoints.grace_period_s=1", "data.num_workers=0"]
+    result = train(tmp_path, *fault("SignalAtStep", signal_name="SIGTERM", step=5), *slow, *grace)
+    assert result.returncode == 143, result.stdout[-3000:]
+    newest = tmp_path / "checkpoints" / "step-00000004.ckpt"
+    assert "no optimizer step ended within 1 s of SIGTERM: exiting without a new checkpoint; " in result.stdout
+    assert f"resume=true continues from {newest}" in result.stdout
+    assert not (tmp_path / "checkpoints" / "interrupted.ckpt").exists()
