@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import cli_env, console_script, run_cli
+from cvkit.builders import build_datamodule
+from tests.conftest import cli_env, compose_train, console_script, run_cli
 
 EVERY = 2  # callbacks.checkpoints.every_n_train_steps
 TOTAL_STEPS = 12
@@ -183,3 +184,16 @@ def test_a_step_longer_than_the_grace_period_exits_naming_the_newest_checkpoint(
     assert "no optimizer step ended within 1 s of SIGTERM: exiting without a new checkpoint; " in result.stdout
     assert f"resume=true continues from {newest}" in result.stdout
     assert not (tmp_path / "checkpoints" / "interrupted.ckpt").exists()
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGUSR1"])
+def test_loader_workers_leave_stop_signals_to_the_main_process(tmp_path: Path, signal_name: str) -> None:
+    # Ctrl-C reaches every process of the terminal's group, SLURM signals every process of the step: a worker
+    # that died of it would fail the step the main process is finishing before it saves.
+    loader = build_datamodule(compose_train(tmp_path, "data.image_size=16", "data.num_workers=1")).train_dataloader()
+    batches = iter(loader)
+    next(batches)
+    for worker in batches._workers:  # the loader's worker processes (torch keeps them in this private list)
+        os.kill(worker.pid, getattr(signal, signal_name))
+    time.sleep(0.5)
+    assert sum(1 for _ in batches) == len(loader) - 1

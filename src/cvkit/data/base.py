@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset
 
 from cvkit.data.samplers import EpochSampler
 from cvkit.errors import CvkitError
 from cvkit.optim.steps import per_device_batch_size
+from cvkit.signals import STOP_SIGNALS
+
+
+def start_worker(worker_id: int, rank: int) -> None:
+    """Start a loader worker: it leaves SIGINT, SIGTERM and SIGUSR1 to the main process, which stops at the end
+    of a step, saves and then shuts the workers down (a terminal's Ctrl-C and a SLURM signal reach every
+    process; by default a worker would die of them mid-step). Then Lightning's own worker seeding, which it
+    adds only to loaders without a ``worker_init_fn``."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        pl_worker_init_function(worker_id, rank=rank)
 
 
 class BaseDataModule(pl.LightningDataModule):
@@ -139,6 +155,7 @@ class BaseDataModule(pl.LightningDataModule):
             pin_memory=on_gpu,
             persistent_workers=self.num_workers > 0,
             drop_last=shuffle and len(sampler) > self.batch_size,
+            worker_init_fn=functools.partial(start_worker, rank=rank),
         )
 
     # Mid-epoch resume.
