@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import cvkit.checkpoints
-from cvkit.checkpoints import newest_readable, run_checkpoints
+from cvkit.checkpoints import checkpoint_in, newest_readable, run_checkpoints
 from cvkit.errors import CvkitError, TrainingFailed
 from cvkit.train import train
-from tests.conftest import compose_train
+from tests.conftest import compose_train, run_cli
 
 RUN = [
     "data.image_size=16",
@@ -109,3 +109,21 @@ def test_resume_tries_the_newest_first_and_names_each_unreadable_one(tmp_path: P
     assert path.name == "step-00000004.ckpt" and checkpoint["global_step"] == 9
     assert f"{folder / 'interrupted.ckpt'} is not a readable PyTorch checkpoint" in caplog.text
     assert f"1 newer checkpoint(s) could not be read; using {path}" in caplog.text
+
+
+def test_a_run_dir_as_ckpt_path_means_its_newest_readable_checkpoint(tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    torch.save({"state_dict": {}, "global_step": 12}, folder / "last.ckpt")
+    torch.save({"state_dict": {}, "global_step": 8}, folder / "best-epoch001.ckpt")
+    assert checkpoint_in(tmp_path) == folder / "last.ckpt"
+    assert checkpoint_in(folder / "best-epoch001.ckpt") == folder / "best-epoch001.ckpt"
+    (folder / "last.ckpt").write_bytes(b"cut short")
+    assert checkpoint_in(tmp_path) == folder / "best-epoch001.ckpt"
+
+
+def test_the_commands_name_a_run_dir_without_checkpoints(tmp_path: Path) -> None:
+    result = run_cli("cvkit-export", f"ckpt_path={tmp_path}", "format=onnx")
+    assert result.returncode == 2
+    assert f"cvkit: ckpt_path={tmp_path} is a folder without checkpoints" in result.stdout
+    assert "Traceback" not in result.stdout

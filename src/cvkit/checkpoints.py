@@ -128,23 +128,37 @@ def saved_step(path: Path) -> int | None:
         return None
 
 
-def newest_readable(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+def newest_readable(run_dir: Path, key: str = "resume=true") -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint of `run_dir` that loads, and its content; each one that does not is named in
-    a warning that says which one is used instead. None when the run dir has none."""
+    a warning (starting with `key`) that says which one is used instead. None when the run dir has none."""
     broken: list[str] = []
     for path in run_checkpoints(run_dir):
         try:
-            checkpoint = load_checkpoint(path, "resume")
+            checkpoint = load_checkpoint(path, key)
         except CvkitError as err:
             broken.append(str(err))
-            log.warning("resume=true: %s; trying the next newest checkpoint", err)
+            log.warning("%s; trying the next newest checkpoint", err)
             continue
         if broken:
-            log.warning("resume=true: %d newer checkpoint(s) could not be read; using %s", len(broken), path)
+            log.warning("%s: %d newer checkpoint(s) could not be read; using %s", key, len(broken), path)
         return path, checkpoint
     if broken:
-        raise CvkitError(f"resume=true: none of the {len(broken)} checkpoints in {run_dir} can be read: {broken[0]}")
+        raise CvkitError(f"{key}: none of the {len(broken)} checkpoints in {run_dir} can be read: {broken[0]}")
     return None
+
+
+def checkpoint_in(path: str | Path, key: str = "ckpt_path") -> Path:
+    """`path` if it is a file; if it is a run dir, its newest readable checkpoint (named in the log)."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        return path
+    found = newest_readable(path, key)
+    if found is None:
+        raise CvkitError(
+            f"{key}={path} is a folder without checkpoints: give a .ckpt file, or a run dir with {CHECKPOINT_DIR}/"
+        )
+    log.info("%s=%s: using its newest checkpoint, %s (optimizer step %d)", key, path, found[0], found[1]["global_step"])
+    return found[0]
 
 
 def resolve_resume(ckpt_path: str | None, resume: bool, run_dir: Path) -> str | None:

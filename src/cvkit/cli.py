@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -67,18 +68,30 @@ def _export(cfg: DictConfig) -> None:
     export(cfg)
 
 
-def _check_config_dirs() -> None:
-    """Exit with one line and status 2 on a ``--config-dir`` YAML file that cannot be parsed (Hydra's own report
-    of it is a traceback)."""
+def _check_arguments() -> None:
+    """Before Hydra composes the config: exit with one line and status 2 on a ``--config-dir`` YAML file that
+    cannot be parsed (Hydra's own report of it is a traceback), and turn a ``ckpt_path=`` that names a run
+    dir into the newest readable checkpoint in it."""
     try:
         check_config_dirs(sys.argv[1:])
+        sys.argv = [sys.argv[0], *map(_checkpoint_file_argument, sys.argv[1:])]
     except CvkitError as err:
         print(f"cvkit: {err}", file=sys.stderr)
         sys.exit(2)
 
 
+def _checkpoint_file_argument(argument: str) -> str:
+    key, _, value = argument.partition("=")
+    if key != "ckpt_path" or not Path(value).expanduser().is_dir():
+        return argument
+    from cvkit.checkpoints import checkpoint_in
+
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s")  # Hydra's logging starts later
+    return f"ckpt_path={checkpoint_in(value)}"
+
+
 def train_main() -> None:
-    _check_config_dirs()
+    _check_arguments()
     use_job_command_for_ddp_children()
     sys.argv = rank_overrides(sys.argv)
     hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")(_train)()
@@ -101,7 +114,7 @@ def _recorded_overrides(argv: list[str]) -> list[str]:
 
 def eval_main() -> None:
     """Re-compose the checkpoint's training config, with the given overrides applied on top."""
-    _check_config_dirs()
+    _check_arguments()
     given = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-")]
     flags = [arg for arg in sys.argv[1:] if arg not in given]  # Hydra's own flags, with their values
     sys.argv = [sys.argv[0], *flags, *merge_overrides(_recorded_overrides(given), given)]
@@ -109,10 +122,10 @@ def eval_main() -> None:
 
 
 def predict_main() -> None:
-    _check_config_dirs()
+    _check_arguments()
     hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")(_predict)()
 
 
 def export_main() -> None:
-    _check_config_dirs()
+    _check_arguments()
     hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")(_export)()
