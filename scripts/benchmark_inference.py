@@ -38,11 +38,11 @@ from rich.table import Table
 from torch import nn
 
 import cvkit
+from cvkit.console import write_json
 from cvkit.data.segmentation import parse_image_size
 from cvkit.inference.export import write_onnx
 from cvkit.models import build_classifier
 from cvkit.models.segmenters import build_segmenter
-from cvkit.summary import write_json
 
 CPU_BACKENDS = ("eager", "compile", "onnxruntime")
 GPU_BACKENDS = ("eager", "amp", "channels_last", "compile")

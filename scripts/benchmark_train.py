@@ -48,9 +48,9 @@ from rich.table import Table
 
 from cvkit.builders import build_datamodule, build_task, build_trainer, checkpoint_metadata, lr_plan
 from cvkit.config import validate
+from cvkit.console import write_json
 from cvkit.models import build_classifier
 from cvkit.optim import build_optimizer, build_schedule
-from cvkit.summary import write_json
 from cvkit.tasks.classification import class_weights_from
 
 warnings.filterwarnings("ignore", ".*could not find the monitored key.*")  # no validation, by design

@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cvkit.builders import build_datamodule
+from cvkit.console import print_table
 from cvkit.data.batches import Unreadable
 from cvkit.data.images import CorruptImageError, read_rgb
 from cvkit.errors import CvkitError
@@ -26,7 +27,6 @@ from cvkit.inference.export import (
     run_reference,
 )
 from cvkit.inference.inputs import find_images
-from cvkit.summary import print_table
 
 # The largest absolute difference accepted by default: of logits, and of detection box pixels and scores.
 DEFAULT_TOLERANCE = {"classification": 1e-4, "segmentation": 1e-4, "detection": 1e-3}

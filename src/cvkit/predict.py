@@ -10,11 +10,11 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from cvkit.console import print_table
 from cvkit.errors import CvkitError
 from cvkit.inference import load
 from cvkit.inference.inputs import PreparedImages, find_images
 from cvkit.inference.writers import WRITERS
-from cvkit.summary import print_table
 
 log = logging.getLogger(__name__)
 

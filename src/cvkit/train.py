@@ -13,10 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 from cvkit.builders import build_datamodule, build_task, build_trainer, checkpoint_metadata, lr_plan
 from cvkit.checkpoints import init_weights, resolve_resume, run_checkpoints
 from cvkit.config import validate
+from cvkit.console import image_count_rows, print_table, write_json
 from cvkit.distributed import stop_other_ranks
 from cvkit.errors import Interrupted, TrainingFailed
 from cvkit.optim import build_schedule
-from cvkit.summary import image_count_rows, print_table, run_summary, scalar_metrics, write_json
+from cvkit.summary import run_summary, scalar_metrics
 
 log = logging.getLogger(__name__)
 

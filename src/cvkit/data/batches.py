@@ -58,7 +58,7 @@ def unreadable_sample(err: CorruptImageError, index: int, strict: bool, image_id
     warns naming the file."""
     if strict:
         raise err
-    log.warning("skipping unreadable image: %s", err.args[0].split(". Remove")[0])
+    log.warning("skipping unreadable image %s: %s", err.path, err.reason)
     return Unreadable(index, str(err.path), image_id)
 
 

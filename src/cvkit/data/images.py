@@ -16,7 +16,7 @@ DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
 
 
 class CorruptImageError(CvkitError):
-    """An image file that cannot be decoded."""
+    """An image file that cannot be decoded: :attr:`path`, and :attr:`reason` (the decoder's words)."""
 
     def __init__(self, path: Path | str, reason: str) -> None:
         super().__init__(
@@ -24,6 +24,7 @@ class CorruptImageError(CvkitError):
             "to skip unreadable images with a warning."
         )
         self.path = Path(path)
+        self.reason = reason
 
 
 def is_image_file(path: Path) -> bool:

@@ -311,7 +311,7 @@ class SegmentationDataModule(BaseDataModule):
         except CorruptImageError as err:
             if self.strict:
                 raise
-            log.warning("skipping unreadable mask: %s", err.args[0].split(". Remove")[0])
+            log.warning("skipping unreadable mask %s: %s", err.path, err.reason)
             return np.zeros(self.num_classes, np.int64)
         check_mask_values(mask, record.mask, self.num_classes, self.ignore_index)
         return np.bincount(mask[mask != self.ignore_index].ravel(), minlength=self.num_classes).astype(np.int64)

@@ -17,9 +17,9 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from cvkit.console import print_per_class
 from cvkit.errors import CvkitError
 from cvkit.metrics import per_class_report
-from cvkit.summary import print_per_class
 from cvkit.tasks.base import BaseTask
 from cvkit.tasks.mixins import CountsEvaluationImages, RefusesOtherTasksCheckpoints
 from cvkit.visualize import confusion_matrix_image

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torchmetrics import MaxMetric
 
+from cvkit.console import print_per_class
 from cvkit.metrics.detection import CocoEvaluator
-from cvkit.summary import print_per_class
 from cvkit.tasks.base import BaseTask
 from cvkit.tasks.mixins import CountsEvaluationImages, RefusesOtherTasksCheckpoints
 from cvkit.visualize import detections_image

@@ -21,9 +21,9 @@ from typing import Any
 import torch.distributed as dist
 from pytorch_lightning.trainer.states import RunningStage
 
+from cvkit.console import print_image_counts
 from cvkit.data.batches import Batch, Unreadable
 from cvkit.errors import CvkitError
-from cvkit.summary import print_image_counts
 from cvkit.tasks.base import CHECKPOINT_KEY
 
 # Lightning warns that a task's on_before_batch_transfer wins over the data module's: it is meant to.

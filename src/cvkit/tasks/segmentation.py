@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MaxMetric
 
+from cvkit.console import print_per_class
 from cvkit.errors import CvkitError
 from cvkit.metrics.segmentation import SegmentationConfusion, segmentation_report
-from cvkit.summary import print_per_class
 from cvkit.tasks.base import BaseTask
 from cvkit.tasks.mixins import CountsEvaluationImages, RefusesOtherTasksCheckpoints
 from cvkit.visualize import segmentation_image
