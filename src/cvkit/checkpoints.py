@@ -14,7 +14,7 @@ import os
 import pickle
 import shutil
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,17 @@ def load_checkpoint(path: str | Path, key: str) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CvkitError(f"{key}: {path} is not a Lightning checkpoint (it has no 'state_dict')")
     return checkpoint
+
+
+def check_checkpoint_task(recorded: Mapping[str, Any], kind: str, key: str, path: str | Path) -> None:
+    """Refuse the checkpoint at `path` (config `key`) when its run record says it was trained for another task
+    than `kind`."""
+    trained_for = recorded.get("task")
+    if trained_for is not None and trained_for != kind:
+        raise CvkitError(
+            f"{key}: {path} is a {trained_for} checkpoint, but task={kind}: use a {kind} checkpoint, or "
+            f"task={trained_for} with {trained_for} data"
+        )
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:

@@ -39,7 +39,7 @@ def print_per_class(title: str, report: Mapping[str, Mapping[str, float]]) -> No
 
 
 def image_counts(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """The ``{split}_images`` entries of a task's report (see :mod:`cvkit.tasks.mixins`), by split."""
+    """The ``{split}_images`` entries of a task's report (see :mod:`cvkit.tasks.image_counts`), by split."""
     return {key.removesuffix("_images"): value for key, value in report.items() if key.endswith("_images")}
 
 

@@ -9,13 +9,12 @@ from omegaconf import DictConfig
 
 from cvkit.builders import build_datamodule, build_task, build_trainer, lr_plan, task_class
 from cvkit.callbacks import ExitOnSignal, progress_bar
-from cvkit.checkpoints import load_checkpoint
+from cvkit.checkpoints import check_checkpoint_task, load_checkpoint
 from cvkit.config import validate
 from cvkit.console import image_count_rows, print_table, write_json
 from cvkit.errors import CvkitError
 from cvkit.summary import scalar_metrics
 from cvkit.tasks import CHECKPOINT_KEY
-from cvkit.tasks.mixins import check_checkpoint_task
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:

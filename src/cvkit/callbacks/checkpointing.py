@@ -9,6 +9,7 @@ best epoch. :class:`RunCheckpoints` writes it at the end of every epoch, whateve
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -104,27 +105,29 @@ class RunCheckpoints(pl.Callback):
         steps_due = bool(self.every_n_train_steps) and trainer.global_step % self.every_n_train_steps == 0
         minutes = (time.monotonic() - self._last_save_time) / 60
         time_due = self.every_n_minutes is not None and minutes >= self.every_n_minutes
-        local = torch.tensor([self.stop.signum or 0, int(time_due)], dtype=torch.int64)
-        if trainer.world_size > 1:
-            local = trainer.strategy.reduce(local.to(trainer.strategy.root_device), reduce_op="max").cpu()
-        return int(local[0]), steps_due or bool(local[1])
+        if trainer.world_size == 1:
+            return self.stop.signum or 0, steps_due or time_due
+        local = torch.tensor(
+            [self.stop.signum or 0, int(time_due)], dtype=torch.int64, device=trainer.strategy.root_device
+        )
+        agreed = trainer.strategy.reduce(local, reduce_op="max").tolist()
+        return int(agreed[0]), steps_due or bool(agreed[1])
 
     # Saving.
     def save(self, trainer: pl.Trainer, path: Path) -> None:
+        self.stop.disarm()  # after a signal, a save under way is let finish even past the grace period
         trainer.save_checkpoint(path)  # every rank: it ends with a barrier; rank 0 writes
         self._last_save_time = time.monotonic()
 
     def save_and_stop(self, trainer: pl.Trainer, path: Path, signum: int) -> None:
-        self.stop.disarm()
         self.save(trainer, path)
         self.stop_after_save(path, signum, trainer)
 
     def stop_after_save(self, path: Path, signum: int, trainer: pl.Trainer) -> None:
-        self.stop.disarm()
-        self.stop.signum = signum
         raise Interrupted(
-            f"stopped by {self.stop.name} at optimizer step {trainer.global_step} (epoch {trainer.current_epoch}, "
-            f"counting from 0) and saved {path}; continue with the same command and resume=true",
+            f"stopped by {signal.Signals(signum).name} at optimizer step {trainer.global_step} (epoch "
+            f"{trainer.current_epoch}, counting from 0) and saved {path}; continue with the same command and "
+            "resume=true",
             signum,
         )
 

@@ -1,10 +1,12 @@
-"""What every task shares: optimizer + per-step schedule, run metadata and RNG state in checkpoints."""
+"""What every task shares: optimizer + per-step schedule, run metadata and RNG state in checkpoints, the
+non-finite-loss guard, and the count of the images each evaluation scored."""
 
 from __future__ import annotations
 
 import logging
 import math
 import random
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,15 +17,20 @@ import torch
 from torch import nn
 from torchmetrics import MaxMetric
 
-from cvkit.checkpoints import run_checkpoints
+from cvkit.checkpoints import check_checkpoint_task, run_checkpoints
+from cvkit.console import print_image_counts
+from cvkit.data.batches import Batch
 from cvkit.errors import CvkitError, TrainingFailed
 from cvkit.optim import LRPlan, build_optimizer, build_schedule
+from cvkit.tasks.image_counts import EVALUATION_STAGES, ImageCount, gathered
 
 CHECKPOINT_KEY = "cvkit"
 RNG_KEY = "cvkit_rng_states"
 SCHEDULE_KEY = "cvkit_schedule"
 BEST_KEY = "cvkit_best"  # the best values so far of the task's MaxMetrics (val/acc_best, ...)
 log = logging.getLogger(__name__)
+# Lightning warns that a task's on_before_batch_transfer wins over the data module's: it is meant to.
+warnings.filterwarnings("ignore", message="You have overridden `on_before_batch_transfer` in `LightningModule` but")
 
 
 class BaseTask(pl.LightningModule):
@@ -41,8 +48,13 @@ class BaseTask(pl.LightningModule):
             the run with :class:`~cvkit.errors.TrainingFailed`; ``{"action": "skip", "max_skipped": N}``
             skips such steps (no backward, no update), at most N times in a run. All ranks decide together.
 
-    Subclasses implement :meth:`training_loss` (the batch's loss, logged; None to skip the batch).
+    Subclasses set :attr:`kind`, implement :meth:`training_loss` (the batch's loss, logged; None to skip the
+    batch) and call :meth:`finish_image_count` at the end of each evaluation, on every rank; their
+    :meth:`report` and :meth:`print_report` extend this class's (the image counts, ``val_images`` /
+    ``test_images``). A checkpoint of another task is refused before its weights are loaded.
     """
+
+    kind = ""
 
     def __init__(
         self,
@@ -67,6 +79,8 @@ class BaseTask(pl.LightningModule):
             raise CvkitError(f"nonfinite_loss.action={policy['action']!r} is not valid: 'stop' or 'skip'")
         self.nonfinite_action, self.max_nonfinite_skips = policy["action"], int(policy["max_skipped"])
         self.nonfinite_skipped = 0
+        self.counting: dict[str, ImageCount] = {}  # this rank's counts of the evaluation in progress
+        self.image_counts: dict[str, dict[str, Any]] = {}  # the last evaluation of each split, for the report
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
 
@@ -131,16 +145,43 @@ class BaseTask(pl.LightningModule):
             "(or clip gradients: trainer.gradient_clip_val), or set nonfinite_loss.action=skip to skip such steps"
         )
 
+    # The images each evaluation scored.
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count an evaluation batch; hand the step the plain batch (None when no image of it could be read)."""
+        if not isinstance(batch, Batch):
+            return batch
+        stage = EVALUATION_STAGES.get(self.trainer.state.stage)
+        if stage is not None:
+            count = self.counting.setdefault(stage, ImageCount())
+            count.scored += len(batch[0]) if batch else 0
+            count.unreadable += batch.unreadable
+        return tuple(batch) if batch else None
+
+    def finish_image_count(self, stage: str) -> ImageCount:
+        """The count of the evaluation of `stage` that ends, over all ranks; kept for the report unless it was
+        the sanity check."""
+        count = gathered(self.counting.pop(stage, ImageCount()))
+        if not self.trainer.sanity_checking:
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if datamodule is not None and datamodule.has_split(stage):
+                report = count.as_report(datamodule.split_sizes()[stage], datamodule.unreadable_at_load(stage))
+            else:
+                report = count.as_report(None)
+            self.image_counts[stage] = report
+        return count
+
     def report(self) -> dict[str, Any]:
-        """Per-class results of the last validation, for metrics.json."""
-        return {}
+        """Results of the last evaluations, for metrics.json: the images each split scored; subclasses add
+        their per-class results."""
+        return {f"{stage}_images": count for stage, count in self.image_counts.items()}
 
     def report_files(self) -> dict[str, Any]:
         """Files the last validation leaves in the run dir: ``{file name: JSON content}``."""
         return {}
 
     def print_report(self) -> None:
-        """Print the per-class results of the last validation."""
+        """Print the results of the last evaluations (subclasses: their per-class results first)."""
+        print_image_counts(self.report())
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.model, self.optimizer_config, self.lr_plan.effective_lr)
@@ -167,6 +208,9 @@ class BaseTask(pl.LightningModule):
         checkpoint[BEST_KEY] = self.best_values()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Another task's checkpoint: refused here, before Lightning loads its weights (a traceback of missing keys).
+        path = getattr(self.trainer, "ckpt_path", None) or "the checkpoint"
+        check_checkpoint_task(checkpoint.get(CHECKPOINT_KEY, {}), self.kind, "ckpt_path", path)
         if RNG_KEY in checkpoint:
             restore_rng_states(checkpoint[RNG_KEY])
         self.resumed_schedule = checkpoint.get(SCHEDULE_KEY)

@@ -21,7 +21,6 @@ from cvkit.console import print_per_class
 from cvkit.errors import CvkitError
 from cvkit.metrics import per_class_report
 from cvkit.tasks.base import BaseTask
-from cvkit.tasks.mixins import CountsEvaluationImages, RefusesOtherTasksCheckpoints
 from cvkit.visualize import confusion_matrix_image
 
 
@@ -52,7 +51,7 @@ def classification_metrics(num_classes: int) -> MetricCollection:
     )
 
 
-class ClassificationTask(CountsEvaluationImages, RefusesOtherTasksCheckpoints, BaseTask):
+class ClassificationTask(BaseTask):
     """Logs ``train/loss``, ``train/acc``, ``{val,test}/{loss,acc,acc_top5,precision,recall,f1}``,
     ``val/acc_best``, and a confusion-matrix image each validation epoch. Unreadable images are left out
     of the metrics, and counted (``val_images`` / ``test_images`` of the report)."""

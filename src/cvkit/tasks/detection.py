@@ -14,7 +14,6 @@ from torchmetrics import MaxMetric
 from cvkit.console import print_per_class
 from cvkit.metrics.detection import CocoEvaluator
 from cvkit.tasks.base import BaseTask
-from cvkit.tasks.mixins import CountsEvaluationImages, RefusesOtherTasksCheckpoints
 from cvkit.visualize import detections_image
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ def loss_mode(model: nn.Module, seed: int) -> Iterator[None]:
         model.eval()
 
 
-class DetectionTask(CountsEvaluationImages, RefusesOtherTasksCheckpoints, BaseTask):
+class DetectionTask(BaseTask):
     """Logs ``train/loss`` and its parts (``train/loss_classifier``, ...), ``{val,test}/loss`` (the same
     losses on held-out images, when ``val_loss``), COCO box metrics of the whole split gathered across
     ranks (``{val,test}/map``, ``map_50``, ``map_75``, ``map_small|medium|large``, ``mar_1|10|100``, ...),

@@ -13,7 +13,6 @@ from cvkit.console import print_per_class
 from cvkit.errors import CvkitError
 from cvkit.metrics.segmentation import SegmentationConfusion, segmentation_report
 from cvkit.tasks.base import BaseTask
-from cvkit.tasks.mixins import CountsEvaluationImages, RefusesOtherTasksCheckpoints
 from cvkit.visualize import segmentation_image
 
 LOSSES = ("ce", "dice", "ce+dice")
@@ -33,7 +32,7 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int | N
     return 1 - dice[present].mean() if present.any() else logits.sum() * 0
 
 
-class SegmentationTask(CountsEvaluationImages, RefusesOtherTasksCheckpoints, BaseTask):
+class SegmentationTask(BaseTask):
     """Logs ``train/loss``, ``{val,test}/loss``, and from a confusion matrix accumulated over the whole
     split (summed across ranks) ``{val,test}/miou``, ``pixel_acc``, ``dice``, and ``val/miou_best``; the
     per-class IoU of the last validation goes to metrics.json and a table. Evaluation compares at each
