@@ -39,7 +39,7 @@ from torch import nn
 
 import cvkit
 from cvkit.console import write_json
-from cvkit.data.segmentation import parse_image_size
+from cvkit.data.transforms import parse_image_size
 from cvkit.inference.export import write_onnx
 from cvkit.models import build_classifier
 from cvkit.models.segmenters import build_segmenter

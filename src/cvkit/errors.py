@@ -1,6 +1,8 @@
 """The exceptions cvkit raises for the user: the CLI prints their message as one line, without a traceback,
 and exits with their ``exit_code``."""
 
+from collections.abc import Sequence
+
 
 class CvkitError(Exception):
     """A user-facing error: says what was wrong, where (config key or path), and what would be valid.
@@ -23,3 +25,9 @@ class Interrupted(CvkitError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+def few(names: Sequence[str], shown: int = 5) -> str:
+    """`names` for a message: the first `shown` of them, and how many more there are."""
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -6,7 +6,7 @@ import pytest
 
 from cvkit.data import ImageFolderDataModule
 from cvkit.data.batches import Unreadable
-from cvkit.data.datasets import ClassificationDataset, collate_skipping_unreadable
+from cvkit.data.classification.datasets import ClassificationDataset, collate_skipping_unreadable
 from cvkit.data.images import CorruptImageError
 from cvkit.errors import CvkitError
 

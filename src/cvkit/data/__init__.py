@@ -1,16 +1,28 @@
-"""Data modules: datasets + albumentations pipelines -> seeded, sharded batches."""
+"""Data modules: datasets + albumentations pipelines -> seeded, sharded batches, one package per task
+(each opens with its batch contract); what they share is beside them (base, batches, images, samplers,
+transforms, formats). Every data module is importable from here, as the configs' ``_target_`` names them."""
 
 from cvkit.data.base import BaseDataModule
-from cvkit.data.builtin import DigitsDataModule, TorchvisionDataModule
-from cvkit.data.coco import CocoDetectionDataModule
-from cvkit.data.coco_seg import CocoSegmentationDataModule
-from cvkit.data.datamodule import ClassificationDataModule, Split
-from cvkit.data.detection import DetectionDataModule, DetectionRecord
-from cvkit.data.folders import ImageFolderDataModule
-from cvkit.data.masks import MaskFolderDataModule
-from cvkit.data.segmentation import SegmentationDataModule, SegmentationRecord
-from cvkit.data.voc import VOCDetectionDataModule
-from cvkit.data.voc_seg import VOCSegmentationDataModule
+from cvkit.data.classification import (
+    ClassificationDataModule,
+    DigitsDataModule,
+    ImageFolderDataModule,
+    Split,
+    TorchvisionDataModule,
+)
+from cvkit.data.detection import (
+    CocoDetectionDataModule,
+    DetectionDataModule,
+    DetectionRecord,
+    VOCDetectionDataModule,
+)
+from cvkit.data.segmentation import (
+    CocoSegmentationDataModule,
+    MaskFolderDataModule,
+    SegmentationDataModule,
+    SegmentationRecord,
+    VOCSegmentationDataModule,
+)
 
 __all__ = [
     "BaseDataModule",

@@ -13,9 +13,9 @@ A dataset returns an :class:`Unreadable` for a sample whose file cannot be decod
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from lightning_utilities.core.apply_func import apply_to_collection
@@ -23,6 +23,7 @@ from lightning_utilities.core.apply_func import apply_to_collection
 from cvkit.data.images import CorruptImageError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,17 @@ class Batch(tuple):
         return Batch(apply_to_collection(tuple(self), torch.Tensor, torch.Tensor.pin_memory), self.unreadable)
 
 
-def unreadable_sample(err: CorruptImageError, index: int, strict: bool, image_id: int | None = None) -> Unreadable:
-    """What a dataset returns for sample `index` whose file raised `err`: raises it under ``strict``, else
-    warns naming the file."""
-    if strict:
-        raise err
-    log.warning("skipping unreadable image %s: %s", err.path, err.reason)
-    return Unreadable(index, str(err.path), image_id)
+def read_or_skip(read: Callable[[], T], index: int, strict: bool, image_id: int | None = None) -> T | Unreadable:
+    """``read()`` for sample `index`; when it raises :class:`CorruptImageError`, raise it under `strict`, else
+    warn naming the file and its reason and return the sample's :class:`Unreadable` (with its detection
+    `image_id`)."""
+    try:
+        return read()
+    except CorruptImageError as err:
+        if strict:
+            raise
+        log.warning("skipping unreadable image %s: %s", err.path, err.reason)
+        return Unreadable(index, str(err.path), image_id)
 
 
 def split_unreadable(samples: Sequence[Any]) -> tuple[list[Any], list[Unreadable]]:

@@ -53,7 +53,7 @@ def check_image(path: Path, mode: str) -> str | None:
             with Image.open(path) as image:
                 image.verify()
     except CorruptImageError as err:
-        return str(err.__cause__ or err)
+        return err.reason
     except DECODE_ERRORS as err:
         return str(err) or type(err).__name__
     return None

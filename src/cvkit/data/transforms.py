@@ -67,3 +67,31 @@ def build_detection_pipeline(specs: Sequence[Any] | None, min_visibility: float,
     with warnings.catch_warnings():  # an evaluation pipeline may have no box-moving step: that's fine
         warnings.filterwarnings("ignore", message="Got processor for bboxes, but no transform to process it")
         return A.Compose(steps, bbox_params=boxes)
+
+
+def parse_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """``data.image_size`` as (height, width): an int is a square, a pair is [height, width]."""
+    size = [image_size] if isinstance(image_size, int) else list(image_size)
+    if len(size) == 1:
+        size *= 2
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise CvkitError(f"data.image_size must be [height, width] in pixels (or one int), got {image_size!r}")
+    return size[0], size[1]
+
+
+def build_segmentation_eval_pipeline(
+    specs: Sequence[Any] | None, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]
+) -> A.Compose:
+    """The pixel-level steps of ``data.eval_transforms``, a resize to `size` (height, width), then
+    normalisation and conversion to a tensor. Steps that move pixels (flips, crops, resizes) are refused:
+    predictions are compared with the original masks."""
+    steps = build_steps(specs, "data.eval_transforms")
+    for position, step in enumerate(steps):
+        inner = step.transforms if isinstance(step, A.BaseCompose) else [step]
+        if not all(isinstance(t, A.ImageOnlyTransform) for t in inner):
+            raise CvkitError(
+                f"data.eval_transforms[{position}] ({type(step).__name__}) moves pixels; evaluation compares "
+                "predictions with the original masks, so only pixel-level steps are allowed there (the image "
+                "is resized to data.image_size by the data module)"
+            )
+    return A.Compose([*steps, A.Resize(*size), *normalised_tensor(mean, std)])

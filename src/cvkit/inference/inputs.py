@@ -61,6 +61,6 @@ class PreparedImages(Dataset):
         try:
             image = read_rgb(self.paths[index])
         except CorruptImageError as err:
-            return PreparedImage(index, None, None, None, str(err.__cause__ or err))
+            return PreparedImage(index, None, None, None, err.reason)
         kept = image if self.keep_image else None
         return PreparedImage(index, self.prepare(image), image.shape[:2], kept)

@@ -29,8 +29,12 @@ from torch import nn
 from cvkit.builders import build_model
 from cvkit.checkpoints import load_checkpoint
 from cvkit.data.images import read_rgb
-from cvkit.data.segmentation import build_eval_pipeline, parse_image_size
-from cvkit.data.transforms import build_detection_pipeline, build_pipeline
+from cvkit.data.transforms import (
+    build_detection_pipeline,
+    build_pipeline,
+    build_segmentation_eval_pipeline,
+    parse_image_size,
+)
 from cvkit.errors import CvkitError
 from cvkit.tasks import CHECKPOINT_KEY
 
@@ -195,7 +199,7 @@ class SegmenterPredictor(Predictor):
     @staticmethod
     def build_transform(data: dict[str, Any]) -> A.Compose:
         size = parse_image_size(data["image_size"])
-        return build_eval_pipeline(data.get("eval_transforms"), size, data["mean"], data["std"])
+        return build_segmentation_eval_pipeline(data.get("eval_transforms"), size, data["mean"], data["std"])
 
     def run(self, inputs: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]]) -> list[SegmentationMask]:
         results = []

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from cvkit.data.coco_files import CocoFiles, CocoImage
-from cvkit.data.detection import DetectionDataModule, DetectionRecord
+from cvkit.data.detection.module import DetectionDataModule, DetectionRecord
+from cvkit.data.formats.coco import CocoFiles, CocoImage
 from cvkit.errors import CvkitError
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from rich.progress import track
 
-from cvkit.data.datamodule import ClassificationDataModule, Split
-from cvkit.data.datasets import FileImages
+from cvkit.data.classification.datasets import FileImages
+from cvkit.data.classification.module import ClassificationDataModule, Split
 from cvkit.data.images import check_image, is_image_file
 from cvkit.errors import CvkitError
 

@@ -13,8 +13,8 @@ import torchvision
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from cvkit.data.datamodule import ClassificationDataModule, Split
-from cvkit.data.datasets import ArrayImages
+from cvkit.data.classification.datasets import ArrayImages
+from cvkit.data.classification.module import ClassificationDataModule, Split
 from cvkit.errors import CvkitError
 
 # Where torchvision expects each set's files under data.root.

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from cvkit.data.coco_files import CocoFiles, CocoImage
-from cvkit.data.segmentation import SegmentationDataModule, SegmentationRecord
+from cvkit.data.formats.coco import CocoFiles, CocoImage
+from cvkit.data.segmentation.module import SegmentationDataModule, SegmentationRecord
 from cvkit.errors import CvkitError
 
 Segmentation = list[list[float]] | dict[str, Any]  # polygons, or an RLE (counts a list or a string)

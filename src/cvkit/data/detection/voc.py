@@ -2,76 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from cvkit.data.detection import DetectionDataModule, DetectionRecord
-from cvkit.data.images import DECODE_ERRORS, is_image_file
+from cvkit.data.detection.module import DetectionDataModule, DetectionRecord
+from cvkit.data.formats.voc import VOCAnnotation, check_layout, images_by_id, parse_voc_xml, read_split_ids
+from cvkit.data.images import DECODE_ERRORS
 from cvkit.errors import CvkitError
 
-log = logging.getLogger(__name__)
-
 LAYOUT = "ROOT/JPEGImages/<id>.jpg, ROOT/Annotations/<id>.xml and ROOT/ImageSets/Main/<split>.txt (one image id a line)"
-
-
-@dataclass
-class VOCObject:
-    name: str
-    box: tuple[float, float, float, float]  # xmin, ymin, xmax, ymax as written (1-based, inclusive)
-    difficult: bool
-
-
-@dataclass
-class VOCAnnotation:
-    path: Path
-    width: int  # 0 when the file does not say
-    height: int
-    objects: list[VOCObject]
-
-
-def _text(element: ET.Element, tag: str, where: str) -> str:
-    child = element.find(tag)
-    if child is None or child.text is None or not child.text.strip():
-        raise CvkitError(f"{where} has no <{tag}>")
-    return child.text.strip()
-
-
-def _number(element: ET.Element, tag: str, where: str) -> float:
-    text = _text(element, tag, where)
-    try:
-        return float(text)
-    except ValueError as err:
-        raise CvkitError(f"{where}: <{tag}> is {text!r}, not a number") from err
-
-
-def parse_voc_xml(path: Path) -> VOCAnnotation:
-    """Read one VOC annotation file; CvkitError naming the file and element if it is malformed."""
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as err:
-        raise CvkitError(f"{path}: malformed XML ({err}); expected a VOC <annotation> file") from err
-    size = root.find("size")
-    width = height = 0
-    if size is not None and size.find("width") is not None:
-        width, height = int(_number(size, "width", f"{path} <size>")), int(_number(size, "height", f"{path} <size>"))
-    objects = []
-    for position, element in enumerate(root.findall("object")):
-        where = f"{path} <object> #{position}"
-        box_element = element.find("bndbox")
-        if box_element is None:
-            raise CvkitError(f"{where} has no <bndbox>")
-        box = tuple(_number(box_element, tag, f"{where} <bndbox>") for tag in ("xmin", "ymin", "xmax", "ymax"))
-        difficult = element.find("difficult")
-        is_difficult = difficult is not None and (difficult.text or "0").strip() not in ("0", "")
-        objects.append(VOCObject(_text(element, "name", where), box, is_difficult))
-    return VOCAnnotation(path, width, height, objects)
 
 
 class VOCDetectionDataModule(DetectionDataModule):
@@ -113,8 +56,8 @@ class VOCDetectionDataModule(DetectionDataModule):
         return f"VOC detection data at {self.root}"
 
     def load_splits(self) -> tuple[dict[str, list[DetectionRecord]], list[str]]:
-        self._check_layout()
-        ids = {split: self._read_split_file(split) for split in ("train", "val", "test")}
+        check_layout(self.root, ("JPEGImages", "Annotations", "ImageSets/Main"), LAYOUT)
+        ids = {split: read_split_ids(self.root, "Main", split, name) for split, name in self.split_names.items()}
         ids = {split: found for split, found in ids.items() if found is not None}
         annotations = {}
         for image_id in sorted({image_id for found in ids.values() for image_id in found}):
@@ -125,7 +68,7 @@ class VOCDetectionDataModule(DetectionDataModule):
         class_names = self.given_class_names
         if class_names is None:
             class_names = sorted({obj.name for image_id in ids["train"] for obj in annotations[image_id].objects})
-        images = self._image_paths()
+        images = images_by_id(self.root / "JPEGImages")
         xml_files = sorted((self.root / "Annotations").glob("*.xml"))
         numbering = {xml.stem: number for number, xml in enumerate(xml_files, 1)}
         splits = {
@@ -133,27 +76,6 @@ class VOCDetectionDataModule(DetectionDataModule):
             for split, found in ids.items()
         }
         return splits, class_names
-
-    def _check_layout(self) -> None:
-        if not self.root.is_dir():
-            raise CvkitError(f"data.root: {self.root} does not exist or is not a folder; expected {LAYOUT}")
-        for folder in ("JPEGImages", "Annotations", "ImageSets/Main"):
-            if not (self.root / folder).is_dir():
-                present = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-                raise CvkitError(
-                    f"data.root: {self.root / folder} is missing (found folders {present}); expected {LAYOUT}"
-                )
-
-    def _read_split_file(self, split: str) -> list[str] | None:
-        name = self.split_names[split]
-        return None if name is None else read_split_file(self.root / "ImageSets" / "Main" / f"{name}.txt", split)
-
-    def _image_paths(self) -> dict[str, Path]:
-        found = {}
-        for path in sorted((self.root / "JPEGImages").iterdir()):
-            if is_image_file(path):
-                found.setdefault(path.stem, path)
-        return found
 
     def _record(
         self, annotation: VOCAnnotation, images: dict[str, Path], number: int, class_names: list[str]
@@ -193,16 +115,3 @@ class VOCDetectionDataModule(DetectionDataModule):
         return DetectionRecord(
             images[image_id], number, width, height, np.array(boxes), labels, difficult, np.array(train, bool)
         )
-
-
-def read_split_file(path: Path, split: str) -> list[str] | None:
-    """The image ids listed in a VOC split file (``ImageSets/<task>/<name>.txt``), one a line; None for
-    a test split without its file (the test split is optional), an error naming the others otherwise."""
-    if not path.is_file():
-        if split == "test":
-            log.info("no test split (%s does not exist)", path)
-            return None
-        available = sorted(p.stem for p in path.parent.glob("*.txt"))
-        raise CvkitError(f"data.{split}_split: {path} does not exist; split files there: {available}")
-    # a line may carry a second column (VOC's per-class files: "<id> 1"); the id is the first word
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from cvkit.data.base import BaseDataModule
-from cvkit.data.datasets import ClassificationDataset, ImageSource, collate_skipping_unreadable
+from cvkit.data.classification.datasets import ClassificationDataset, ImageSource, collate_skipping_unreadable
 from cvkit.data.transforms import build_pipeline
 from cvkit.errors import CvkitError
 

@@ -1,56 +1,25 @@
-"""The semantic-segmentation data module: images with class-index masks -> seeded, sharded batches.
-
-A batch is ``(images, masks)``; what ``masks`` is depends on the loader::
-
-    train       images  float32 [N, 3, H, W], normalised by ``data.mean``/``data.std``; H x W is the size
-                        ``data.train_transforms`` ends at (the default configs: ``data.image_size``)
-                masks   int64 [N, H, W], transformed together with their images (nearest neighbour, so
-                        values stay class indices): 0..K-1, or ``ignore_index``
-    val, test   images  float32 [N, 3, H, W], resized to ``data.image_size`` = [H, W] and normalised
-                masks   list of N int64 tensors [h_i, w_i]: each image's mask as read from its file, at
-                        the image's original size (images of a split may differ in size)
-
-Evaluation happens at the original resolution: upsample the logits of image i ([K, H, W]) to its mask's
-[h_i, w_i] before the loss and the metric; pixels equal to ``ignore_index`` count in neither.
-
-Masks are single-channel files of class indices: 8- or 16-bit grayscale PNGs, or palette PNGs (PIL mode
-"P", read as their indices, as Pascal VOC stores them). A mask must have its image's size; a value that
-is neither a class index (0..K-1) nor ``ignore_index`` is an error naming the file, raised when the mask
-is read. An unreadable image or mask is skipped with a warning naming it, unless ``data.strict``.
-"""
+"""The segmentation data module (the batch contract is in :mod:`cvkit.data.segmentation`): the dataset that
+reads images with their masks, the collate function, and the base class of every segmentation module."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import albumentations as A
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from cvkit.data.base import BaseDataModule
-from cvkit.data.batches import Batch, Unreadable, split_unreadable, unreadable_sample
-from cvkit.data.images import DECODE_ERRORS, CorruptImageError, read_rgb
-from cvkit.data.transforms import build_pipeline, build_steps, normalised_tensor
+from cvkit.data.batches import Batch, Unreadable, read_or_skip, split_unreadable
+from cvkit.data.images import read_rgb
+from cvkit.data.segmentation.masks import MaskSource, check_mask_values, mask_mode_problem, read_mask
+from cvkit.data.transforms import build_pipeline, build_segmentation_eval_pipeline, parse_image_size
 from cvkit.errors import CvkitError
-
-log = logging.getLogger(__name__)
-
-# PIL modes that hold one class index per pixel: grayscale (1, 8, 16, 32 bit) and palette images.
-INDEX_MODES = ("1", "L", "P", "I;16", "I;16B", "I;16L", "I")
-
-
-class MaskSource(Protocol):
-    """A mask that is not a file, such as one drawn from annotations; ``str()`` names it in messages."""
-
-    def read(self) -> np.ndarray:
-        """The HxW class indices."""
 
 
 @dataclass(frozen=True)
@@ -59,12 +28,6 @@ class SegmentationRecord:
 
     image: Path
     mask: Path | MaskSource
-
-
-def few(names: Sequence[str], shown: int = 5) -> str:
-    """`names` for a message: the first `shown` of them, and how many more there are."""
-    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
 
 
 def resolve_class_names(num_classes: int | None, class_names: Sequence[Any] | None) -> list[str]:
@@ -81,85 +44,6 @@ def resolve_class_names(num_classes: int | None, class_names: Sequence[Any] | No
     if not names or len(set(names)) != len(names):
         raise CvkitError(f"data.class_names must list each class once, got {names}")
     return names
-
-
-def parse_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
-    """``data.image_size`` as (height, width): an int is a square, a pair is [height, width]."""
-    size = [image_size] if isinstance(image_size, int) else list(image_size)
-    if len(size) == 1:
-        size *= 2
-    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
-        raise CvkitError(f"data.image_size must be [height, width] in pixels (or one int), got {image_size!r}")
-    return size[0], size[1]
-
-
-def mask_mode_problem(path: Path | MaskSource) -> str | None:
-    """Why the mask file at `path` cannot hold class indices, from its header (None: it can, it is
-    unreadable, which reading it reports, or it is not a file)."""
-    if not isinstance(path, Path):
-        return None
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-    except DECODE_ERRORS:
-        return None
-    if mode in INDEX_MODES:
-        return None
-    return (
-        f"mask {path} is a {mode} image: masks must be single-channel images of class indices (grayscale "
-        "or palette PNGs); convert colour-coded masks to class indices"
-    )
-
-
-def read_mask(path: Path | MaskSource) -> np.ndarray:
-    """Decode a mask to an HxW array of class indices (uint8, or uint16 when values exceed 255)."""
-    if not isinstance(path, Path):
-        return compact_mask(path.read())
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-            mask = np.asarray(image) if mode in INDEX_MODES else None
-    except DECODE_ERRORS as err:
-        raise CorruptImageError(path, str(err) or type(err).__name__) from err
-    if mask is None:
-        raise CvkitError(mask_mode_problem(path) or f"mask {path} is not a class-index image")
-    return compact_mask(mask)
-
-
-def compact_mask(mask: np.ndarray) -> np.ndarray:
-    """`mask` in the smallest of uint8, uint16 and int64 that holds its values."""
-    if mask.dtype == bool or (mask.size and mask.max() <= 255 and mask.min() >= 0):
-        return mask.astype(np.uint8)
-    return mask.astype(np.int64) if mask.min() < 0 or mask.max() > 65535 else mask.astype(np.uint16)
-
-
-def check_mask_values(mask: np.ndarray, path: Path | MaskSource, num_classes: int, ignore_index: int) -> None:
-    """CvkitError naming `path` and the values of `mask` that are neither a class nor `ignore_index`."""
-    wrong = ((mask >= num_classes) | (mask < 0)) & (mask != ignore_index)
-    if wrong.any():
-        values = np.unique(mask[wrong]).tolist()
-        raise CvkitError(
-            f"mask {path} has values {few([str(v) for v in values], 10)} that are neither classes "
-            f"(0..{num_classes - 1}, data.num_classes/data.class_names) nor data.ignore_index={ignore_index}"
-        )
-
-
-def build_eval_pipeline(
-    specs: Sequence[Any] | None, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]
-) -> A.Compose:
-    """The pixel-level steps of ``data.eval_transforms``, a resize to `size` (height, width), then
-    normalisation and conversion to a tensor. Steps that move pixels (flips, crops, resizes) are refused:
-    predictions are compared with the original masks."""
-    steps = build_steps(specs, "data.eval_transforms")
-    for position, step in enumerate(steps):
-        inner = step.transforms if isinstance(step, A.BaseCompose) else [step]
-        if not all(isinstance(t, A.ImageOnlyTransform) for t in inner):
-            raise CvkitError(
-                f"data.eval_transforms[{position}] ({type(step).__name__}) moves pixels; evaluation compares "
-                "predictions with the original masks, so only pixel-level steps are allowed there (the image "
-                "is resized to data.image_size by the data module)"
-            )
-    return A.Compose([*steps, A.Resize(*size), *normalised_tensor(mean, std)])
 
 
 class Sample(NamedTuple):
@@ -198,10 +82,10 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, item: int | tuple[int, int]) -> Sample | Unreadable:
         index, seed = item if isinstance(item, tuple) else (item, None)
         record = self.records[index]
-        try:
-            image, mask = read_rgb(record.image), read_mask(record.mask)
-        except CorruptImageError as err:
-            return unreadable_sample(err, index, self.strict)
+        pair = read_or_skip(lambda: (read_rgb(record.image), read_mask(record.mask)), index, self.strict)
+        if isinstance(pair, Unreadable):
+            return pair
+        image, mask = pair
         if mask.shape != image.shape[:2]:
             raise CvkitError(
                 f"mask {record.mask} is {mask.shape[1]}x{mask.shape[0]} but its image {record.image} is "
@@ -265,7 +149,7 @@ class SegmentationDataModule(BaseDataModule):
         self.mean, self.std = list(mean), list(std)
         self.ignore_index = ignore_index
         self.train_pipeline = build_pipeline(train_transforms, mean, std, "data.train_transforms")
-        self.eval_pipeline = build_eval_pipeline(eval_transforms, self.image_size, mean, std)
+        self.eval_pipeline = build_segmentation_eval_pipeline(eval_transforms, self.image_size, mean, std)
         self.splits: dict[str, list[SegmentationRecord]] | None = None
         self._pixel_counts: dict[str, np.ndarray] = {}
 
@@ -296,8 +180,9 @@ class SegmentationDataModule(BaseDataModule):
         """Pixels per class (int64 [K], ignored pixels left out) over every mask of `split`, read once and
         cached: for class weights."""
         if split not in self._pixel_counts:
+            records = self._split(split)
             with ThreadPoolExecutor(max_workers=4) as pool:
-                counts = list(pool.map(self._count_pixels, self._split(split)))
+                counts = list(pool.map(self._count_pixels, range(len(records)), records))
             self._pixel_counts[split] = np.sum([np.zeros(self.num_classes, np.int64), *counts], axis=0)
         return self._pixel_counts[split].copy()
 
@@ -305,13 +190,9 @@ class SegmentationDataModule(BaseDataModule):
         """:meth:`class_pixel_counts`, under the name class weights are computed from for every task."""
         return self.class_pixel_counts(split)
 
-    def _count_pixels(self, record: SegmentationRecord) -> np.ndarray:
-        try:
-            mask = read_mask(record.mask)
-        except CorruptImageError as err:
-            if self.strict:
-                raise
-            log.warning("skipping unreadable mask %s: %s", err.path, err.reason)
+    def _count_pixels(self, position: int, record: SegmentationRecord) -> np.ndarray:
+        mask = read_or_skip(lambda: read_mask(record.mask), position, self.strict)
+        if isinstance(mask, Unreadable):
             return np.zeros(self.num_classes, np.int64)
         check_mask_values(mask, record.mask, self.num_classes, self.ignore_index)
         return np.bincount(mask[mask != self.ignore_index].ravel(), minlength=self.num_classes).astype(np.int64)

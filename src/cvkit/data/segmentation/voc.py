@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cvkit.data.images import is_image_file
-from cvkit.data.segmentation import SegmentationDataModule, SegmentationRecord, few, resolve_class_names
-from cvkit.data.voc import read_split_file
-from cvkit.errors import CvkitError
+from cvkit.data.formats.voc import check_layout, images_by_id, read_split_ids
+from cvkit.data.segmentation.module import SegmentationDataModule, SegmentationRecord, resolve_class_names
+from cvkit.errors import CvkitError, few
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +58,14 @@ class VOCSegmentationDataModule(SegmentationDataModule):
         return f"VOC segmentation data at {self.root}"
 
     def load_splits(self) -> tuple[dict[str, list[SegmentationRecord]], list[str]]:
-        if not self.root.is_dir():
-            raise CvkitError(f"data.root: {self.root} does not exist or is not a folder; expected {self.layout}")
-        for folder in ("JPEGImages", self.mask_folder, "ImageSets/Segmentation"):
-            if not (self.root / folder).is_dir():
-                present = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-                raise CvkitError(
-                    f"data.root: {self.root / folder} is missing (found folders {present}); expected {self.layout}"
-                )
-        images: dict[str, Path] = {}
-        for path in sorted((self.root / "JPEGImages").iterdir()):
-            if is_image_file(path):
-                images.setdefault(path.stem, path)
+        check_layout(self.root, ("JPEGImages", self.mask_folder, "ImageSets/Segmentation"), self.layout)
+        images = images_by_id(self.root / "JPEGImages")
         splits = {}
         for split in ("train", "val", "test"):
-            ids = self._read_split_file(split)
+            ids = read_split_ids(self.root, "Segmentation", split, self.split_names[split])
             if ids is not None:
                 splits[split] = self._records(split, ids, images)
         return splits, self.class_names
-
-    def _read_split_file(self, split: str) -> list[str] | None:
-        name = self.split_names[split]
-        path = self.root / "ImageSets" / "Segmentation" / f"{name}.txt"
-        return None if name is None else read_split_file(path, split)
 
     def _records(self, split: str, ids: list[str], images: dict[str, Path]) -> list[SegmentationRecord]:
         masks = {image_id: self.root / self.mask_folder / f"{image_id}.png" for image_id in ids}

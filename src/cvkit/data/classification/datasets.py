@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from cvkit.data.batches import Batch, Unreadable, split_unreadable, unreadable_sample
-from cvkit.data.images import CorruptImageError, read_rgb
+from cvkit.data.batches import Batch, Unreadable, read_or_skip, split_unreadable
+from cvkit.data.images import read_rgb
 
 
 class ImageSource(Protocol):
@@ -87,10 +87,9 @@ class ClassificationDataset(Dataset):
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int] | Unreadable:
         index, seed = item if isinstance(item, tuple) else (item, None)
-        try:
-            image = self.images[index]
-        except CorruptImageError as err:
-            return unreadable_sample(err, index, self.strict)
+        image = read_or_skip(lambda: self.images[index], index, self.strict)
+        if isinstance(image, Unreadable):
+            return image
         if seed is not None:
             self.transform.set_random_seed(seed)
         return self.transform(image=image)["image"], int(self.labels[index])

@@ -1,18 +1,6 @@
-"""The detection data module: images with boxes -> seeded, sharded ``(images, targets)`` batches.
-
-A batch is ``(images, targets)``, two lists of the same length (images may differ in size)::
-
-    images[i]   float32 tensor [3, H, W], values 0..1 (not normalised: torchvision detectors normalise
-                and resize inside their own transform, and map boxes back to these coordinates)
-    targets[i]  {"boxes": float32 [N, 4] xyxy absolute pixels, "labels": int64 [N] in 1..K (0 is the
-                 background), "image_id": int (the id ground_truth() gives the image)}
-
-Training targets leave out crowd boxes (COCO ``iscrowd=1``), difficult boxes (VOC, unless
-``data.use_difficult``) and boxes with no width or height; an image without boxes stays, with ``boxes``
-of shape [0, 4]. Validation and test images are not resized or cropped, so predictions come out in the
-coordinates of the original image, which :meth:`DetectionDataModule.ground_truth` describes in COCO
-format for evaluation.
-"""
+"""The detection data module (the batch contract is in :mod:`cvkit.data.detection`): the records of images
+with boxes, the dataset that reads them through a box-aware pipeline, the collate function, and the base
+class of every detection module with its COCO-format ground truth."""
 
 from __future__ import annotations
 
@@ -28,8 +16,8 @@ import torch
 from torch.utils.data import Dataset
 
 from cvkit.data.base import BaseDataModule
-from cvkit.data.batches import Batch, Unreadable, split_unreadable, unreadable_sample
-from cvkit.data.images import CorruptImageError, read_rgb
+from cvkit.data.batches import Batch, Unreadable, read_or_skip, split_unreadable
+from cvkit.data.images import read_rgb
 from cvkit.data.transforms import build_detection_pipeline
 from cvkit.errors import CvkitError
 
@@ -95,10 +83,9 @@ class DetectionDataset(Dataset):
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]] | Unreadable:
         index, seed = item if isinstance(item, tuple) else (item, None)
         record = self.records[index]
-        try:
-            image = read_rgb(record.path)
-        except CorruptImageError as err:
-            return unreadable_sample(err, index, self.strict, record.image_id)
+        image = read_or_skip(lambda: read_rgb(record.path), index, self.strict, record.image_id)
+        if isinstance(image, Unreadable):
+            return image
         boxes, labels = record.boxes[record.train], record.labels[record.train]
         height, width = image.shape[:2]
         if (width, height) != (record.width, record.height):

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from cvkit.data.images import is_image_file
-from cvkit.data.segmentation import SegmentationDataModule, SegmentationRecord, few, resolve_class_names
-from cvkit.errors import CvkitError
+from cvkit.data.segmentation.module import SegmentationDataModule, SegmentationRecord, resolve_class_names
+from cvkit.errors import CvkitError, few
 
 log = logging.getLogger(__name__)
 

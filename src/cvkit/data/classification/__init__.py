@@ -1,0 +1,18 @@
+"""Image classification data: labelled images -> seeded, sharded ``(images, labels)`` batches.
+
+A batch is ``(images, labels)``::
+
+    images  float32 [N, 3, S, S], normalised by ``data.mean``/``data.std``; S is the size the split's
+            transforms end at (the default configs: ``data.image_size``)
+    labels  int64 [N], class indices 0..K-1 in the order of ``class_names``
+
+Images are read as RGB (grayscale and palette files converted). An unreadable image is left out of its
+batch with a warning naming it, and named in ``batch.unreadable`` (:mod:`cvkit.data.batches`), unless
+``data.strict``; a batch of which no image could be read is empty.
+"""
+
+from cvkit.data.classification.builtin import DigitsDataModule, TorchvisionDataModule
+from cvkit.data.classification.folders import ImageFolderDataModule
+from cvkit.data.classification.module import ClassificationDataModule, Split
+
+__all__ = ["ClassificationDataModule", "DigitsDataModule", "ImageFolderDataModule", "Split", "TorchvisionDataModule"]

@@ -1,0 +1,1 @@
+"""Annotation file formats shared by the tasks' data modules: Pascal VOC and COCO."""
