@@ -46,12 +46,13 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from cvkit.builders import build_datamodule, build_task, build_trainer, checkpoint_metadata, lr_plan
+from cvkit.builders import build_datamodule, build_trainer, fit_batch_to_world, task_class
 from cvkit.config import validate
 from cvkit.console import write_json
 from cvkit.models import build_classifier
-from cvkit.optim import build_optimizer, build_schedule
-from cvkit.tasks.classification import class_weights_from
+from cvkit.optim import build_optimizer
+from cvkit.tasks.class_weights import class_weights_from
+from cvkit.train import training_plan
 
 warnings.filterwarnings("ignore", ".*could not find the monitored key.*")  # no validation, by design
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -116,8 +117,8 @@ def run_cvkit(cfg: DictConfig) -> Run:
     trainer = build_trainer(cfg)
     timer = EpochTimer()
     trainer.callbacks.append(timer)
-    plan = lr_plan(cfg, datamodule, trainer)
-    task = build_task(cfg, datamodule, plan, checkpoint_metadata(cfg, datamodule, plan, []))
+    fit_batch_to_world(datamodule, trainer)
+    task = task_class(cfg).from_config(cfg, datamodule, training_plan(cfg, datamodule, trainer))
     trainer.fit(task, datamodule=datamodule)
     return timer.run
 
@@ -131,12 +132,14 @@ def run_plain(cfg: DictConfig) -> Run:
         num_classes=datamodule.num_classes,
         image_size=datamodule.image_size,
     )
-    plan = lr_plan(cfg, datamodule, SimpleNamespace(world_size=1, accumulate_grad_batches=1))
+    world = SimpleNamespace(
+        world_size=1, accumulate_grad_batches=1, max_epochs=cfg.trainer.max_epochs, limit_train_batches=None
+    )
+    plan = training_plan(cfg, datamodule, world)
     loader = datamodule.train_dataloader()
-    optimizer = build_optimizer(model, OmegaConf.to_container(cfg.optimizer, resolve=True), plan.effective_lr)
+    optimizer = build_optimizer(model, plan.optimizer, plan.lr.effective_lr)
     epochs = int(cfg.trainer.max_epochs)
-    schedule = build_schedule(OmegaConf.to_container(cfg.scheduler, resolve=True), epochs, plan.effective_lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.per_step(lambda: len(loader)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan.schedule.per_step(len(loader)))
     weights = class_weights_from(cfg.task.class_weights, datamodule.class_counts("train"))
     run = Run("plain")
     model.train()

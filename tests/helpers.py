@@ -88,9 +88,9 @@ class KillDuringSave(pl.Callback):
         self.step = step
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        import cvkit.checkpoints
+        import cvkit.callbacks.checkpointing  # the checkpoint writer's module, where it looks the function up
 
-        write_whole = cvkit.checkpoints.write_atomically
+        write_whole = cvkit.callbacks.checkpointing.write_atomically
 
         def write(path: Path, writer: object, size: int) -> None:
             if trainer.global_step < self.step:
@@ -103,7 +103,7 @@ class KillDuringSave(pl.Callback):
 
             return write_whole(path, half_then_die, size)
 
-        cvkit.checkpoints.write_atomically = write
+        cvkit.callbacks.checkpointing.write_atomically = write
 
 
 class PoisonBatch(pl.Callback):

@@ -148,16 +148,18 @@ def broken_config_dir(root: Path) -> Path:
 BAD_INPUT = {
     "detection task, classification data": (
         lambda paths, tmp: ["task=detection"],
-        "task=detection needs detection data, but data (DigitsDataModule) is classification data; "
-        "choose one of data=coco|voc",
+        "task=detection needs detection data (a DetectionDataModule), but data (DigitsDataModule) is a "
+        "ClassificationDataModule; choose one of data=coco|voc",
     ),
     "classification task, detection data": (
         lambda paths, tmp: ["task=classification", "data=voc", f"data.root={paths['voc']}"],
-        "task=classification needs classification data, but data (VOCDetectionDataModule) is detection data",
+        "task=classification needs classification data (a ClassificationDataModule), but data "
+        "(VOCDetectionDataModule) is a DetectionDataModule",
     ),
     "segmentation task, classification data": (
         lambda paths, tmp: ["task=segmentation"],
-        "task=segmentation needs segmentation data, but data (DigitsDataModule) is classification data",
+        "task=segmentation needs segmentation data (a SegmentationDataModule), but data (DigitsDataModule) "
+        "is a ClassificationDataModule",
     ),
     "one class": (
         lambda paths, tmp: ["data=imagefolder", f"data.root={one_class_folder(paths['cells'], tmp / 'one')}"],

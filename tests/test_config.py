@@ -1,9 +1,12 @@
 """Config composition and the override bookkeeping of cvkit-eval."""
 
+import inspect
 import subprocess
 from pathlib import Path
 
 import pytest
+from hydra.utils import get_class
+from omegaconf import OmegaConf
 
 from cvkit.config import merge_overrides
 from tests.conftest import REPO, compose_train
@@ -74,3 +77,33 @@ def test_sbatch_example_parses_and_requeues_into_the_same_run_dir() -> None:
         "srun cvkit-train trainer=ddp",
     ):
         assert needed in text
+
+
+def keyword_defaults(cls: type) -> dict[str, object]:
+    """The keyword defaults of `cls`'s constructor and those of its bases that it passes keywords on to."""
+    found: dict[str, object] = {}
+    for base in reversed(cls.__mro__):
+        if "__init__" in vars(base):
+            parameters = inspect.signature(vars(base)["__init__"]).parameters.values()
+            found.update({p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty})
+    return found
+
+
+# Presets that extend another data config and set its values for one dataset (not defaults).
+PRESETS = ("camvid",)
+# Lists of transforms: a config's recipe, which the code has no default for (None: no steps).
+RECIPES = ("train_transforms", "eval_transforms")
+
+
+@pytest.mark.parametrize(
+    "name", [p.stem for p in (REPO / "configs" / "data").glob("[!_]*.yaml") if p.stem not in PRESETS]
+)
+def test_data_module_defaults_agree_with_their_configs(tmp_path: Path, name: str) -> None:
+    # Data modules keep keyword defaults for use from Python; a config that sets another value would mean two
+    # defaults for one setting.
+    data = OmegaConf.to_container(compose_train(tmp_path, f"data={name}").data, resolve=False)
+    defaults = keyword_defaults(get_class(data["_target_"]))
+    shared = [key for key in data if key in defaults and key not in RECIPES and not str(data[key]).startswith("${")]
+    assert shared, f"data={name}: no setting in common with the code"
+    disagree = {key: (data[key], defaults[key]) for key in shared if data[key] != defaults[key]}
+    assert not disagree, f"data={name}: config vs code default {disagree}"

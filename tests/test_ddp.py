@@ -47,9 +47,12 @@ def test_each_rank_sees_a_disjoint_shard(ddp_run: Path) -> None:
 
 def test_two_processes_and_two_accumulation_steps_scale_the_lr_alike(ddp_run: Path, tmp_path: Path) -> None:
     accumulated = compose_train(tmp_path, *QUICK, "trainer.accumulate_grad_batches=2")
-    from cvkit.builders import build_datamodule, build_trainer, lr_plan
+    from cvkit.builders import build_datamodule, build_trainer, fit_batch_to_world
+    from cvkit.train import training_plan
 
-    plan = lr_plan(accumulated, build_datamodule(accumulated), build_trainer(accumulated))
+    datamodule, trainer = build_datamodule(accumulated), build_trainer(accumulated)
+    fit_batch_to_world(datamodule, trainer)
+    plan = training_plan(accumulated, datamodule, trainer).lr
     ddp = summary(ddp_run)
     assert ddp["global_batch_size"] == plan.global_batch_size == 128
     assert ddp["effective_lr"] == pytest.approx(plan.effective_lr) == pytest.approx(0.1 * 128 / 256)

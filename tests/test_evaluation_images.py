@@ -105,7 +105,7 @@ def test_detection_scores_the_whole_annotation_file_with_an_unreadable_image(
     files = {f"{split}_{kind}": str(tmp_path / (split if kind == "images" else f"{split}.json"))
              for split in ("train", "val") for kind in ("images", "annotations")}  # fmt: skip
     detector = MemorizedDetector(memorized_answers(files))
-    monkeypatch.setattr("cvkit.builders.build_detector", lambda **_: detector)
+    monkeypatch.setattr("cvkit.models.networks.build_detector", lambda **_: detector)
     run_dir = tmp_path / "run"
     overrides = [f"data.{key}={value}" for key, value in files.items()]
     metrics, _ = train(compose_train(run_dir, "task=detection", "data=coco", *overrides, *QUICK, "data.batch_size=2"))

@@ -21,7 +21,7 @@ from cvkit.builders import build_datamodule
 from cvkit.errors import CvkitError
 from cvkit.export import export
 from cvkit.inference.inputs import find_images
-from cvkit.inference.predictor import resolve_device
+from cvkit.inference.loading import resolve_device
 from tests.conftest import REPO, export_cfg, run_cli, train_into
 from tests.test_cli import read_metrics
 
@@ -51,6 +51,23 @@ def val_paths(run_dir: Path) -> list[Path]:
     recorded = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["cvkit"]
     datamodule = build_datamodule(OmegaConf.create(recorded["config"]))
     return datamodule.splits["val"].images.paths[:VAL_IMAGES]
+
+
+def test_load_needs_no_training_code(classifier_run: Path) -> None:
+    # In a fresh interpreter: the predictor is rebuilt and predicts without Lightning, the tasks or builders.
+    code = (
+        "import sys, cvkit\n"
+        f"model = cvkit.load({str(classifier_run / 'checkpoints' / 'last.ckpt')!r}, device='cpu')\n"
+        f"print(model.predict([{str(val_paths(classifier_run)[0])!r}])[0].labels[0])\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning')\n"
+        "          or m.startswith(('cvkit.tasks', 'cvkit.builders', 'cvkit.train'))]\n"
+        "print('training modules:', loaded)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    label, modules = result.stdout.strip().splitlines()[-2:]
+    assert label in ("Platelets", "RBC", "WBC")
+    assert modules == "training modules: []"
 
 
 def test_load_predicts_what_validation_scored(classifier_run: Path) -> None:

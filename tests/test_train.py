@@ -8,11 +8,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cvkit.builders import build_datamodule, build_task, build_trainer, lr_plan
+from cvkit.builders import build_datamodule, build_trainer, task_class
 from cvkit.checkpoints import init_weights
 from cvkit.errors import CvkitError
 from cvkit.models import build_classifier
-from cvkit.train import train
+from cvkit.train import train, training_plan
 from tests.conftest import compose_train
 
 SMALL = [
@@ -71,8 +71,8 @@ def test_resume_gives_the_same_weights_as_training_straight(tmp_path: Path) -> N
 def test_best_metric_values_are_carried_over(tmp_path: Path) -> None:
     cfg = compose_train(tmp_path, *SMALL)
     datamodule = build_datamodule(cfg)
-    plan = lr_plan(cfg, datamodule, build_trainer(cfg, callbacks=[]))
-    saved_from, restored = (build_task(cfg, datamodule, plan, {}) for _ in range(2))
+    plan = training_plan(cfg, datamodule, build_trainer(cfg, callbacks=[]))
+    saved_from, restored = (task_class(cfg).from_config(cfg, datamodule, plan) for _ in range(2))
     assert saved_from.best_values() == {}
     saved_from.val_acc_best.update(torch.tensor(0.8))
     saved_from.val_acc_best.update(torch.tensor(0.6))
@@ -185,3 +185,15 @@ def test_precision_and_channels_last_reach_the_model(tmp_path: Path, precision, 
     assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["val/loss"])
     ran_as = "bf16-mixed" if precision == "16-mixed" else precision
     assert json.loads((tmp_path / "summary.json").read_text())["precision"] == ran_as
+
+
+@pytest.mark.parametrize(("limit", "accumulate"), [(1.0, 3), (0.3, 2), (7, 1)])
+def test_the_planned_steps_per_epoch_are_the_loaders(tmp_path: Path, limit, accumulate, caplog) -> None:
+    # The schedule counts in the planned steps (cvkit.batching); Lightning counts the loader's batches.
+    options = [f"trainer.limit_train_batches={limit}", f"trainer.accumulate_grad_batches={accumulate}"]
+    cfg = compose_train(tmp_path, *SMALL, *options, "trainer.max_epochs=1", "trainer.limit_val_batches=1")
+    _, objects = train(cfg)
+    trainer = objects["trainer"]
+    planned = json.loads((tmp_path / "summary.json").read_text())["steps_per_epoch"]
+    assert planned == math.ceil(trainer.num_training_batches / accumulate) == trainer.global_step
+    assert "the schedule counts" not in caplog.text

@@ -1,9 +1,13 @@
-"""Writing, finding, checking and reading checkpoints: resume, warm start (init_from) and evaluation.
+"""What a checkpoint holds, and writing, finding, checking and reading checkpoints: resume, warm start
+(init_from), evaluation and inference.
 
-Every checkpoint a run writes goes through :class:`AtomicCheckpointIO`: serialised in memory, checked
-against the free space, written to a temporary file beside its destination, flushed to disk and renamed
-over it, so that a file under a checkpoint's name is always whole. ``resume=true`` takes the newest
-checkpoint of the run dir that reads, falling back through older ones with a warning.
+Beside Lightning's own state, a cvkit checkpoint holds its :class:`RunRecord` (under ``"cvkit"``: what it
+takes to evaluate and use the model without the run's config files), the RNG states, the schedule's
+position and the best metric values so far. Every checkpoint a run writes is written by
+:func:`write_atomically` (through :class:`~cvkit.callbacks.checkpointing.AtomicCheckpointIO`): serialised in
+memory, checked against the free space, written to a temporary file beside its destination, flushed to
+disk and renamed over it, so that a file under a checkpoint's name is always whole. ``resume=true`` takes
+the newest checkpoint of the run dir that reads, falling back through older ones with a warning.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ import io
 import logging
 import os
 import pickle
+import random
 import shutil
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 from cvkit.errors import CvkitError, TrainingFailed
@@ -35,6 +41,97 @@ BEST_GLOB = "best-*.ckpt"
 PREEMPTION_GLOB = "hpc_ckpt_*.ckpt"
 PARTIAL_SUFFIX = ".partial"  # a checkpoint being written (left behind only by a kill during the write)
 READ_ERRORS = (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError)
+# cvkit's entries in a checkpoint, beside Lightning's.
+RECORD_KEY = "cvkit"  # the RunRecord
+RNG_KEY = "cvkit_rng_states"
+SCHEDULE_KEY = "cvkit_schedule"  # steps per epoch, global batch and peak LR of the run that saved it
+BEST_KEY = "cvkit_best"  # the best values so far of the task's MaxMetrics (val/acc_best, ...)
+MODEL_PREFIX = "model."  # the network's weights in the state dict: the task's ``model`` attribute
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a checkpoint records of its run, so that it can be evaluated and used without the run's config
+    files: the task, the class names in label order, the composed config (with the data's evaluation
+    transforms), the command-line overrides, how the LR was derived, and the network's input: size and
+    normalisation (None where the task has none: detectors resize and normalise inside)."""
+
+    task: str
+    class_names: list[str]
+    config: dict[str, Any]
+    overrides: list[str] = field(default_factory=list)
+    lr_plan: dict[str, Any] = field(default_factory=dict)
+    image_size: Any = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as a checkpoint stores it (plain types, which ``torch.load(weights_only=True)`` reads)."""
+        return asdict(self)
+
+    @classmethod
+    def in_checkpoint(cls, checkpoint: Mapping[str, Any]) -> RunRecord | None:
+        """The record of a loaded checkpoint; None when it has none (not written by cvkit-train)."""
+        stored = checkpoint.get(RECORD_KEY)
+        if not stored or not {"task", "class_names", "config"} <= stored.keys():
+            return None
+        known = {name: stored[name] for name in cls.__dataclass_fields__ if name in stored}
+        return cls(**{**known, "class_names": list(stored["class_names"])})
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Mapping[str, Any], path: str | Path, key: str = "ckpt_path") -> RunRecord:
+        """The record of the checkpoint loaded from `path` (config key `key`), or a CvkitError saying it has none."""
+        record = cls.in_checkpoint(checkpoint)
+        if record is None:
+            raise CvkitError(
+                f"{key}: {path} has no cvkit run record (task, class names, config): it was not written by cvkit-train"
+            )
+        return record
+
+    def check_task(self, kind: str, key: str, path: str | Path) -> None:
+        """Refuse this checkpoint (at `path`, config `key`) for a run of task `kind` when it was trained for
+        another task."""
+        if self.task != kind:
+            raise CvkitError(
+                f"{key}: {path} is a {self.task} checkpoint, but task={kind}: use a {kind} checkpoint, or "
+                f"task={self.task} with {self.task} data"
+            )
+
+    def check_classes(self, class_names: Sequence[str], data: str) -> None:
+        """Refuse data (described by `data`) whose classes are not those this checkpoint was trained on."""
+        if list(class_names) != self.class_names:
+            raise CvkitError(
+                f"ckpt_path: the checkpoint was trained on classes {self.class_names}, but {data} has "
+                f"{list(class_names)}"
+            )
+
+
+def model_weights(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The network's weights of a loaded checkpoint, named as in the network itself (without the task's prefix)."""
+    prefix = MODEL_PREFIX
+    return {key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+
+
+def rng_states() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states in types that ``torch.load(weights_only=True)`` accepts."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [name, keys.tolist(), position, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    """Undo :func:`rng_states`, so dropout and other global randomness replay after a resume."""
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def write_atomically(path: Path, write: Callable[[io.BufferedWriter], object], size: int) -> None:
@@ -81,15 +178,6 @@ def sync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, with :func:`write_atomically` (Lightning's own writes in place)."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        write_atomically(Path(path), lambda file: file.write(buffer.getbuffer()), buffer.getbuffer().nbytes)
-
-
 def load_checkpoint(path: str | Path, key: str) -> dict[str, Any]:
     """Read a Lightning checkpoint to CPU, or fail naming `key` and what is wrong with the file."""
     path = Path(path).expanduser()
@@ -102,17 +190,6 @@ def load_checkpoint(path: str | Path, key: str) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CvkitError(f"{key}: {path} is not a Lightning checkpoint (it has no 'state_dict')")
     return checkpoint
-
-
-def check_checkpoint_task(recorded: Mapping[str, Any], kind: str, key: str, path: str | Path) -> None:
-    """Refuse the checkpoint at `path` (config `key`) when its run record says it was trained for another task
-    than `kind`."""
-    trained_for = recorded.get("task")
-    if trained_for is not None and trained_for != kind:
-        raise CvkitError(
-            f"{key}: {path} is a {trained_for} checkpoint, but task={kind}: use a {kind} checkpoint, or "
-            f"task={trained_for} with {trained_for} data"
-        )
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:
@@ -197,9 +274,7 @@ def init_weights(model: nn.Module, path: str) -> tuple[list[str], list[str]]:
     Tensors whose shape differs (e.g. a classifier for another number of classes) are left out and
     reported with the missing keys. Returns (missing, unexpected) key lists.
     """
-    checkpoint = load_checkpoint(path, "init_from")
-    prefix = "model."
-    source = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    source = model_weights(load_checkpoint(path, "init_from"))
     own = model.state_dict()
     mismatched = [k for k, v in source.items() if k in own and own[k].shape != v.shape]
     result = model.load_state_dict({k: v for k, v in source.items() if k not in mismatched}, strict=False)

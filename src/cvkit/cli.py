@@ -99,14 +99,14 @@ def train_main() -> None:
 
 def _recorded_overrides(argv: list[str]) -> list[str]:
     """The training overrides recorded in the checkpoint named by ``ckpt_path=`` in `argv`."""
-    from cvkit.checkpoints import load_checkpoint
-    from cvkit.tasks import CHECKPOINT_KEY
+    from cvkit.checkpoints import RunRecord, load_checkpoint
 
     paths = [arg.split("=", 1)[1] for arg in argv if arg.startswith("ckpt_path=")]
     if not paths:
         return []
     try:
-        return list(load_checkpoint(paths[-1], "ckpt_path").get(CHECKPOINT_KEY, {}).get("overrides", []))
+        record = RunRecord.in_checkpoint(load_checkpoint(paths[-1], "ckpt_path"))
+        return list(record.overrides) if record else []
     except CvkitError as err:
         print(f"cvkit: {err}", file=sys.stderr)
         sys.exit(2)

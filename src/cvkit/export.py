@@ -15,21 +15,19 @@ from cvkit.console import print_table
 from cvkit.data.batches import Unreadable
 from cvkit.data.images import CorruptImageError, read_rgb
 from cvkit.errors import CvkitError
-from cvkit.inference import Predictor, load
+from cvkit.inference import Predictor
 from cvkit.inference.export import (
     SUFFIXES,
     check_supported,
     export_onnx,
     export_torchscript,
     input_description,
-    largest_difference,
     run_exported,
     run_reference,
 )
 from cvkit.inference.inputs import find_images
-
-# The largest absolute difference accepted by default: of logits, and of detection box pixels and scores.
-DEFAULT_TOLERANCE = {"classification": 1e-4, "segmentation": 1e-4, "detection": 1e-3}
+from cvkit.inference.loading import load
+from cvkit.task_kinds import task_kind
 
 
 def check_images(cfg: DictConfig, predictor: Predictor) -> list[torch.Tensor]:
@@ -65,10 +63,11 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     """Export ``cfg.ckpt_path`` in ``cfg.format`` to ``cfg.output``; run the export next to the PyTorch
     network on real images and keep it only when their largest absolute difference is within tolerance."""
     predictor = load(cfg.ckpt_path, device="cpu")
-    check_supported(predictor.kind, str(cfg.format))
+    form = task_kind(predictor.kind).export
+    check_supported(form, str(cfg.format))
     output = Path(cfg.output or Path(cfg.ckpt_path).with_suffix(SUFFIXES[cfg.format])).expanduser()
     images = check_images(cfg, predictor)
-    if predictor.kind == "detection":
+    if not form.batched:
         example, inputs = images[0], images
     elif len({tuple(x.shape) for x in images}) == 1:  # traced with up to 2 images, checked on all at once
         example, inputs = torch.stack(images[:2]), [torch.stack(images)]
@@ -78,12 +77,12 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         if cfg.format == "onnx":
-            export_onnx(predictor, example, partial, int(cfg.opset))
+            export_onnx(predictor, form, example, partial, int(cfg.opset))
         else:
-            export_torchscript(predictor, example, partial)
-        exported = run_exported(partial, cfg.format, inputs, predictor.kind)
-        difference = largest_difference(predictor.kind, run_reference(predictor, inputs), exported)
-        tolerance = float(cfg.tolerance if cfg.tolerance is not None else DEFAULT_TOLERANCE[predictor.kind])
+            export_torchscript(predictor, form, example, partial)
+        exported = run_exported(partial, cfg.format, inputs)
+        difference = form.difference(run_reference(predictor, form, inputs), exported)
+        tolerance = float(cfg.tolerance if cfg.tolerance is not None else form.tolerance)
         if not difference <= tolerance:
             raise CvkitError(
                 f"the {cfg.format} export differs from the PyTorch model by up to {difference:.3g} on "
@@ -92,7 +91,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
-    description = input_description(predictor)
+    description = input_description(predictor, form)
     print_table(
         f"cvkit export: {cfg.format}",
         {

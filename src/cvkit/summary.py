@@ -1,4 +1,6 @@
-"""The facts of a run, for its start table and summary.json, and its metrics as plain numbers."""
+"""What a run reports: the facts at its start (printed, and written as summary.json), its metrics as plain
+numbers, and its results at the end (metrics.json, the task's own files, per-class tables, the end
+table), the same for training and evaluation."""
 
 from __future__ import annotations
 
@@ -9,59 +11,40 @@ from typing import TYPE_CHECKING, Any
 import pytorch_lightning as pl
 import torch
 
+from cvkit.console import image_count_rows, print_image_counts, print_per_class, print_table, write_json
 from cvkit.data.base import BaseDataModule
 from cvkit.models import count_parameters
-from cvkit.optim import LRPlan, optimizer_steps_per_epoch
+from cvkit.optim import TrainingPlan
 
 if TYPE_CHECKING:  # for type hints only: the tasks do not depend on this module
     from cvkit.tasks import BaseTask
 
 
 def run_summary(
-    cfg_backbone: Mapping[str, Any],
-    datamodule: BaseDataModule,
-    task: BaseTask,
-    trainer: pl.Trainer,
-    run_dir: Path,
-    schedule: Mapping[str, Any],
+    backbone: str, datamodule: BaseDataModule, task: BaseTask, plan: TrainingPlan, trainer: pl.Trainer, run_dir: Path
 ) -> dict[str, Any]:
     """The facts of a run as one flat dict (printed at start, written as summary.json)."""
-    plan = task.lr_plan
     return {
-        "task": task.metadata.get("task"),
-        "backbone": cfg_backbone["name"],
+        "task": task.kind,
+        "backbone": backbone,
         "parameters": f"{count_parameters(task.model) / 1e6:.2f} M",
         "data": datamodule.describe(),
         "classes": datamodule.num_classes,
         "split_sizes": datamodule.split_sizes(),
-        **plan.as_dict(),
-        "lr_rule": plan.formula(),
-        "scheduler": schedule.get("name"),
-        "warmup_epochs": schedule.get("warmup_epochs", 0),
+        **plan.lr.as_dict(),
+        "lr_rule": plan.lr.formula(),
+        "scheduler": plan.schedule.name,
+        "warmup_epochs": plan.schedule.warmup_epochs,
         "max_epochs": trainer.max_epochs,
-        **step_counts(datamodule, trainer, plan, schedule.get("warmup_epochs", 0)),
+        "steps_per_epoch": plan.steps_per_epoch,
+        "warmup_steps": plan.warmup_steps,
+        "total_steps": plan.total_steps,
         "accelerator": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
         "devices": trainer.num_devices,
         "num_nodes": trainer.num_nodes,
         "precision": str(trainer.precision),
         "torch": torch.__version__,
         "output_dir": str(run_dir),
-    }
-
-
-def step_counts(datamodule: BaseDataModule, trainer: pl.Trainer, plan: LRPlan, warmup_epochs: float) -> dict[str, int]:
-    """Optimizer steps per epoch, of the warmup, and in all."""
-    per_epoch = optimizer_steps_per_epoch(
-        datamodule.split_sizes()["train"],
-        plan.per_device_batch_size,
-        plan.world_size,
-        plan.accumulate_grad_batches,
-        trainer.limit_train_batches,
-    )
-    return {
-        "steps_per_epoch": per_epoch,
-        "warmup_steps": round(warmup_epochs * per_epoch),
-        "total_steps": per_epoch * trainer.max_epochs,
     }
 
 
@@ -75,3 +58,16 @@ def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
         if (isinstance(value, torch.Tensor) and value.numel() == 1) or isinstance(value, int | float):
             out[key] = float(value)
     return dict(sorted(out.items()))
+
+
+def write_report(run_dir: Path, report: Mapping[str, Any], task: BaseTask, title: str, rows: Mapping[str, Any]) -> None:
+    """The end of a run (training or evaluation), on rank 0: `report` as metrics.json, the task's own files
+    beside it, its per-class tables and the splits not scored whole on the console, then the table
+    `title` of `rows` with the image counts and the run dir."""
+    write_json(run_dir / "metrics.json", report)
+    for name, content in task.report_files().items():
+        write_json(run_dir / name, content)
+    for table, per_class in task.per_class_tables().items():
+        print_per_class(table, per_class)
+    print_image_counts(report)
+    print_table(title, {**rows, **image_count_rows(report), "run dir": run_dir})

@@ -10,14 +10,15 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from cvkit.builders import build_datamodule, build_task, build_trainer, checkpoint_metadata, lr_plan
+from cvkit.builders import build_datamodule, build_trainer, fit_batch_to_world, task_class
 from cvkit.checkpoints import init_weights, resolve_resume, run_checkpoints
 from cvkit.config import validate
-from cvkit.console import image_count_rows, print_table, write_json
+from cvkit.console import print_table, write_json
+from cvkit.data.base import BaseDataModule
 from cvkit.distributed import stop_other_ranks
 from cvkit.errors import Interrupted, TrainingFailed
-from cvkit.optim import build_schedule
-from cvkit.summary import run_summary, scalar_metrics
+from cvkit.optim import TrainingPlan, plan_training
+from cvkit.summary import run_summary, scalar_metrics, write_report
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +38,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg)
-    plan = lr_plan(cfg, datamodule, trainer)
-    task = build_task(cfg, datamodule, plan, checkpoint_metadata(cfg, datamodule, plan, recorded_overrides()))
+    fit_batch_to_world(datamodule, trainer)
+    plan = training_plan(cfg, datamodule, trainer)
+    task = task_class(cfg).from_config(cfg, datamodule, plan, recorded_overrides())
     if cfg.get("init_from"):
         init_weights(task.model, cfg.init_from)
     if cfg.get("compile"):
         task.model.compile()
 
-    build_schedule(cfg.scheduler, trainer.max_epochs, plan.effective_lr)  # fail now, not at the first step
-    summary = run_summary(cfg.backbone, datamodule, task, trainer, run_dir, OmegaConf.to_container(cfg.scheduler))
-    summary["resumed_from"] = resume_from
+    summary = {**run_summary(cfg.backbone.name, datamodule, task, plan, trainer, run_dir), "resumed_from": resume_from}
     if trainer.is_global_zero:
-        log.info(task.lr_plan.formula())
+        log.info(plan.lr.formula())
         print_table("cvkit run", summary)
         write_json(run_dir / "summary.json", summary)
 
@@ -58,21 +58,29 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         stopped(err, trainer, run_dir)
         raise
     metrics = scalar_metrics(trainer.callback_metrics)
+    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if datamodule.has_split("test") and cfg.get("test_after_fit", True):
-        best = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
-        trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+        trainer.test(task, datamodule=datamodule, ckpt_path="best" if best_path else None, verbose=False)
         metrics.update(scalar_metrics(trainer.callback_metrics))
 
-    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     report = {"status": "completed", "metrics": metrics, "best_checkpoint": best_path or None, **task.report()}
     if trainer.is_global_zero:
-        write_json(run_dir / "metrics.json", report)
-        for name, content in task.report_files().items():
-            write_json(run_dir / name, content)
-        task.print_report()
-        rows = {**metrics, **image_count_rows(report), "best checkpoint": best_path or "-", "run dir": run_dir}
-        print_table("cvkit results", rows)
+        write_report(run_dir, report, task, "cvkit results", {**metrics, "best checkpoint": best_path or "-"})
     return metrics, {"cfg": cfg, "datamodule": datamodule, "task": task, "trainer": trainer, "report": report}
+
+
+def training_plan(cfg: DictConfig, datamodule: BaseDataModule, trainer: pl.Trainer) -> TrainingPlan:
+    """The run's optimizer, effective LR, schedule and steps per epoch, for its data and its trainer's world."""
+    return plan_training(
+        OmegaConf.to_container(cfg.optimizer, resolve=True),
+        OmegaConf.to_container(cfg.scheduler, resolve=True),
+        train_samples=datamodule.split_sizes()["train"],
+        per_device_batch_size=datamodule.batch_size,
+        world_size=trainer.world_size,
+        accumulate_grad_batches=trainer.accumulate_grad_batches,
+        max_epochs=trainer.max_epochs,
+        limit_train_batches=trainer.limit_train_batches,
+    )
 
 
 def stopped(err: TrainingFailed | Interrupted, trainer: pl.Trainer, run_dir: Path) -> None:

@@ -74,7 +74,7 @@ def camvid_coco(camvid_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def coco_seg(files: dict[str, str], **kwargs) -> CocoSegmentationDataModule:
-    options = {"batch_size": 2, "num_workers": 0, "image_size": SMALL, "mean": MEAN, "std": MEAN}
+    options = {"batch_size": 2, "num_workers": 0, "image_size": SMALL, "mean": MEAN, "std": MEAN, "ignore_index": 255}
     module = CocoSegmentationDataModule(**files, train_transforms=RESIZE, **{**options, **kwargs})
     module.setup()
     return module

@@ -4,11 +4,13 @@ import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from cvkit.builders import fit_batch_to_world
 from cvkit.data import CocoDetectionDataModule, VOCDetectionDataModule
 from cvkit.errors import CvkitError
 
@@ -304,7 +306,7 @@ def test_evaluation_transforms_must_keep_the_image_size(bccd_voc: Path, tmp_path
 
 def test_global_batch_size_sets_the_per_device_batch(bccd_voc: Path, tmp_path: Path) -> None:
     module = voc(small_voc(bccd_voc, tmp_path), global_batch_size=16)
-    module.fit_to_world(world_size=2, accumulate_grad_batches=2)
+    fit_batch_to_world(module, SimpleNamespace(world_size=2, accumulate_grad_batches=2))
     assert module.batch_size == 4
     with pytest.raises(CvkitError, match="data.min_box_visibility must be between 0 and 1"):
         voc(bccd_voc, min_box_visibility=1.5)

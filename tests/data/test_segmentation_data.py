@@ -44,6 +44,7 @@ def masks(**kwargs) -> MaskFolderDataModule:
         "mean": MEAN,
         "std": STD,
         "train_transforms": RESIZE,
+        "ignore_index": 255,
     }
     module = MaskFolderDataModule(**{**defaults, **kwargs})
     module.setup()
@@ -294,5 +295,5 @@ def test_voc_layout_with_palette_masks(tmp_path: Path) -> None:
     (root / "SegmentationClass" / "2008_000003.png").unlink()
     with pytest.raises(CvkitError, match="of the 1 ids in .*val.txt, 1 have no mask .*SegmentationClass"):
         VOCSegmentationDataModule(
-            root=str(root), image_size=16, mean=MEAN, std=STD, batch_size=1, num_workers=0
+            root=str(root), image_size=16, mean=MEAN, std=STD, ignore_index=255, batch_size=1, num_workers=0
         ).setup()

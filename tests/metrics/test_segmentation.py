@@ -37,7 +37,7 @@ def masks(target_classes: int = 3, predicted_classes: int = 4, seed: int = 0) ->
 
 
 def accumulated(batches: list[Batch], num_classes: int = CLASSES) -> dict[str, torch.Tensor]:
-    metric = SegmentationConfusion(num_classes)
+    metric = SegmentationConfusion(num_classes, ignore_index=IGNORE)
     for predictions, targets in batches:
         metric.update(predictions, targets)
     return metric.compute()
@@ -52,7 +52,7 @@ def counted_pixels(batches: list[Batch]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_hand_computed_example() -> None:
-    metric = SegmentationConfusion(num_classes=3)
+    metric = SegmentationConfusion(num_classes=3, ignore_index=IGNORE)
     metric.update(torch.tensor([[[0, 1], [0, 0]]]), torch.tensor([[[0, 1], [1, IGNORE]]]))
     result = metric.compute()
     assert result["confusion"].tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 0]]
@@ -91,7 +91,7 @@ def test_accumulated_metrics_equal_scikit_learn() -> None:
 
 def test_batch_by_batch_equals_one_update_not_a_mean_of_batches() -> None:
     batches = masks()
-    together = SegmentationConfusion(CLASSES)
+    together = SegmentationConfusion(CLASSES, ignore_index=IGNORE)
     predictions, targets = (torch.cat([batch[i].reshape(-1) for batch in batches]) for i in range(2))
     together.update(predictions.reshape(1, 1, -1), targets.reshape(1, 1, -1))
     whole = together.compute()
@@ -106,7 +106,10 @@ def test_batch_by_batch_equals_one_update_not_a_mean_of_batches() -> None:
 
 def test_logits_equal_their_argmax() -> None:
     generator = torch.Generator().manual_seed(1)
-    from_logits, from_indices = SegmentationConfusion(CLASSES), SegmentationConfusion(CLASSES)
+    from_logits, from_indices = (
+        SegmentationConfusion(CLASSES, ignore_index=IGNORE),
+        SegmentationConfusion(CLASSES, ignore_index=IGNORE),
+    )
     for predictions, targets in masks():
         noise = torch.randn(predictions.shape[0], CLASSES, *predictions.shape[1:], generator=generator)
         logits = noise + 10 * torch.nn.functional.one_hot(predictions, CLASSES).permute(0, 3, 1, 2)
@@ -131,7 +134,7 @@ def test_mean_iou_equals_torchmetrics() -> None:
 
 
 def test_bad_inputs_are_named() -> None:
-    metric = SegmentationConfusion(CLASSES)
+    metric = SegmentationConfusion(CLASSES, ignore_index=IGNORE)
     with pytest.raises(ValueError, match=r"predictions \(2, 8, 8\) do not fit targets \(2, 8, 9\)"):
         metric.update(torch.zeros(2, 8, 8, dtype=torch.long), torch.zeros(2, 8, 9, dtype=torch.long))
     with pytest.raises(ValueError, match=r"\(2, 4, 8, 8\) do not fit .* \[N, 5, H, W\] logits"):

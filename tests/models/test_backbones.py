@@ -10,6 +10,8 @@ import torch
 from cvkit.errors import CvkitError
 from cvkit.models import build_classifier
 
+DETECTION_CONFIG = Path(__file__).parents[2] / "configs" / "task" / "detection.yaml"
+
 # The smallest sensible variant of each family, at a small input it accepts.
 FAMILY_CASES = [
     ("resnet", "resnet18", 32),
@@ -68,9 +70,11 @@ def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
     [
         "from cvkit.models import build_classifier\n"
         "build_classifier(family='resnet', name='resnet18', num_classes=3, image_size=32, pretrained=True)",
-        "from cvkit.models.detectors import build_detector\n"
-        "build_detector(detector='fcos', backbone={'family': 'resnet', 'name': 'resnet18', 'pretrained': True}, "
-        "num_classes=3)",
+        "from cvkit.models import detection_network\n"
+        "from omegaconf import OmegaConf\n"
+        f"options = OmegaConf.to_container(OmegaConf.load({str(DETECTION_CONFIG)!r}).model)\n"
+        "detection_network({'family': 'resnet', 'name': 'resnet18', 'pretrained': True}, {**options, 'detector': "
+        "'fcos'}, 3, None, True)",
     ],
     ids=["classifier", "detector"],
 )

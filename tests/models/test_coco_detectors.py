@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from timm.layers import freeze_batch_norm_2d
 from torchvision.models import detection
 
@@ -65,13 +66,14 @@ def test_unsupported_combinations_and_files_are_named(tmp_path: Path) -> None:
 
 
 def test_the_task_config_reaches_the_coco_detector(tmp_path: Path, bccd_voc: Path) -> None:
-    from cvkit.builders import build_datamodule, build_model
+    from cvkit.builders import build_datamodule
+    from cvkit.models import detection_network
     from tests.conftest import compose_train
 
     path, _ = coco_file(tmp_path, detection.fasterrcnn_resnet50_fpn)
     overrides = ["task=detection", "data=voc", f"data.root={bccd_voc}", "backbone.name=resnet50"]
     cfg = compose_train(tmp_path, *overrides, f"task.model.coco_weights={path}", "task.model.min_size=96")
-    model_cfg = dict(cfg.task.model)
-    model = build_model(cfg, model_cfg, build_datamodule(cfg).num_classes, None)
+    backbone, model_cfg = OmegaConf.to_container(cfg.backbone), OmegaConf.to_container(cfg.task.model)
+    model = detection_network(backbone, model_cfg, build_datamodule(cfg).num_classes, None, True)
     assert model.roi_heads.box_predictor.cls_score.out_features == 4  # Platelets, RBC, WBC + background
     assert model.transform.min_size == (96,)

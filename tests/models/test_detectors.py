@@ -1,11 +1,23 @@
 """Every torchvision detector on several backbone families: builds, trains a step, detects."""
 
+from pathlib import Path
+
 import pytest
 import timm
 import torch
+from omegaconf import OmegaConf
 
 from cvkit.errors import CvkitError
 from cvkit.models.detectors import build_detector, level_strides
+
+# The detector knobs as configs/task/detection.yaml sets them (the code has no defaults of its own).
+OPTIONS = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[2] / "configs/task/detection.yaml").model)
+OPTIONS.pop("coco_weights")
+
+
+def detector(**given: object) -> torch.nn.Module:
+    return build_detector(**{**OPTIONS, **given})
+
 
 RESNET = {"family": "resnet", "name": "resnet18"}
 MOBILENET = {"family": "mobilenet", "name": "mobilenetv3_small_100"}
@@ -35,11 +47,11 @@ def images_and_targets() -> tuple[list[torch.Tensor], list[dict[str, torch.Tenso
     return images, targets
 
 
-@pytest.mark.parametrize(("detector", "backbone"), CASES, ids=[f"{d}-{b['family']}" for d, b in CASES])
-def test_detector_trains_a_step_and_detects_in_image_coordinates(detector: str, backbone: dict) -> None:
+@pytest.mark.parametrize(("name", "backbone"), CASES, ids=[f"{d}-{b['family']}" for d, b in CASES])
+def test_detector_trains_a_step_and_detects_in_image_coordinates(name: str, backbone: dict) -> None:
     torch.manual_seed(0)
-    model = build_detector(  # score_thresh 0: keep every detection, to check where they lie
-        detector=detector, backbone=backbone, num_classes=3, min_size=96, max_size=128, score_thresh=0.0
+    model = detector(  # score_thresh 0: keep every detection, to check where they lie
+        detector=name, backbone=backbone, num_classes=3, min_size=96, max_size=128, score_thresh=0.0
     )
     images, targets = images_and_targets()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -66,10 +78,10 @@ def test_detector_trains_a_step_and_detects_in_image_coordinates(detector: str, 
 
 def test_pyramid_levels_and_anchor_sizes_must_agree() -> None:
     assert level_strides("fasterrcnn") == [8, 16, 32, 64]
-    with pytest.raises(CvkitError, match="task.anchor_sizes has 2 sizes but retinanet predicts from 5 levels"):
-        build_detector(detector="retinanet", backbone=RESNET, num_classes=3, anchor_sizes=[32, 64])
-    with pytest.raises(CvkitError, match="task.detector='yolo' is not one of"):
-        build_detector(detector="yolo", backbone=RESNET, num_classes=3)
+    with pytest.raises(CvkitError, match="task.model.anchor_sizes has 2 sizes but retinanet predicts from 5 levels"):
+        detector(detector="retinanet", backbone=RESNET, num_classes=3, anchor_sizes=[32, 64])
+    with pytest.raises(CvkitError, match="task.model.detector='yolo' is not one of"):
+        detector(detector="yolo", backbone=RESNET, num_classes=3)
 
 
 def frozen_norms(model: torch.nn.Module) -> int:
@@ -79,9 +91,9 @@ def frozen_norms(model: torch.nn.Module) -> int:
 def test_loaded_weights_freeze_batchnorm_unless_told_otherwise(tmp_path) -> None:
     weights = tmp_path / "resnet18.pth"
     torch.save(timm.create_model("resnet18").state_dict(), weights)
-    loaded = build_detector(detector="fcos", backbone={**RESNET, "weights": str(weights)}, num_classes=3)
+    loaded = detector(detector="fcos", backbone={**RESNET, "weights": str(weights)}, num_classes=3)
     assert frozen_norms(loaded) > 0
     assert torch.equal(loaded.backbone.body.conv1.weight, torch.load(weights)["conv1.weight"])
-    told = build_detector(detector="fcos", backbone={**RESNET, "weights": str(weights)}, num_classes=3, freeze_bn=False)
+    told = detector(detector="fcos", backbone={**RESNET, "weights": str(weights)}, num_classes=3, freeze_bn=False)
     assert frozen_norms(told) == 0
-    assert frozen_norms(build_detector(detector="fcos", backbone=RESNET, num_classes=3)) == 0
+    assert frozen_norms(detector(detector="fcos", backbone=RESNET, num_classes=3)) == 0

@@ -8,6 +8,7 @@ from cvkit.errors import CvkitError
 from cvkit.models.segmenters import UNet, build_segmenter
 
 UNET = {"family": "unet", "depth": 3, "base_width": 8}
+WIDTHS = [256, 128, 64, 32, 16]  # configs/task/segmentation.yaml's model.decoder_widths
 ENCODERS = [
     {"family": "resnet", "name": "resnet18"},
     {"family": "mobilenet", "name": "mobilenetv3_small_100"},
@@ -54,7 +55,7 @@ CASES = [
 def test_every_family_trains_a_step_at_the_input_size(backbone: dict, decoder: str) -> None:
     torch.manual_seed(0)
     size = (96, 112) if backbone["family"] in ("inception", "vit") else (48, 80)
-    model = build_segmenter(backbone=backbone, num_classes=4, decoder=decoder)
+    model = build_segmenter(backbone=backbone, num_classes=4, decoder=decoder, decoder_widths=WIDTHS)
     images, masks = torch.rand(2, 3, *size), torch.randint(0, 4, (2, *size))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     logits = model(images)
@@ -67,6 +68,6 @@ def test_every_family_trains_a_step_at_the_input_size(backbone: dict, decoder: s
 
 def test_bad_decoder_settings_are_named() -> None:
     with pytest.raises(CvkitError, match="task.model.decoder='fpn' is not one of"):
-        build_segmenter(backbone=ENCODERS[0], num_classes=3, decoder="fpn")
+        build_segmenter(backbone=ENCODERS[0], num_classes=3, decoder="fpn", decoder_widths=WIDTHS)
     with pytest.raises(CvkitError, match="decoder_widths needs 4 widths"):
-        build_segmenter(backbone=ENCODERS[0], num_classes=3, decoder_widths=[64, 32])
+        build_segmenter(backbone=ENCODERS[0], num_classes=3, decoder="unet", decoder_widths=[64, 32])

@@ -30,7 +30,7 @@ def test_poly_decay() -> None:
 
 
 def test_per_step_uses_fractional_epochs() -> None:
-    step_factor = Schedule("constant", total_epochs=4, warmup_epochs=1, warmup_start_factor=0.0).per_step(lambda: 10)
+    step_factor = Schedule("constant", total_epochs=4, warmup_epochs=1, warmup_start_factor=0.0).per_step(10)
     assert [step_factor(s) for s in (0, 5, 10)] == pytest.approx([0.0, 0.5, 1.0])
 
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from cvkit.batching import optimizer_steps_per_epoch, per_device_batch_size
 from cvkit.errors import CvkitError
 from cvkit.models import build_classifier
-from cvkit.optim import optimizer_steps_per_epoch, per_device_batch_size
 from cvkit.optim.param_groups import parameter_groups
 
 

@@ -1,5 +1,6 @@
 """The checkpoints a run restarts from: ``last.ckpt`` at every epoch end, periodic saves inside epochs,
-and one save when a signal stops the run (the best checkpoint is Lightning's ``ModelCheckpoint``'s).
+and one save when a signal stops the run (the best checkpoint is Lightning's ``ModelCheckpoint``'s); and
+the plugin through which every checkpoint is written whole or not at all.
 
 Lightning's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only when it also writes a top-k
 checkpoint (Lightning >= 2.6), so once the monitored metric stops improving ``last.ckpt`` stays at the
@@ -8,6 +9,7 @@ best epoch. :class:`RunCheckpoints` writes it at the end of every epoch, whateve
 
 from __future__ import annotations
 
+import io
 import logging
 import signal
 import time
@@ -16,12 +18,30 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from cvkit.checkpoints import CHECKPOINT_DIR, INTERRUPTED, LAST, PARTIAL_SUFFIX, PERIODIC_PREFIX, run_checkpoints
+from cvkit.checkpoints import (
+    CHECKPOINT_DIR,
+    INTERRUPTED,
+    LAST,
+    PARTIAL_SUFFIX,
+    PERIODIC_PREFIX,
+    run_checkpoints,
+    write_atomically,
+)
 from cvkit.errors import CvkitError, Interrupted
 from cvkit.signals import StopRequest
 
 log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, with :func:`write_atomically` (Lightning's own writes in place)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomically(Path(path), lambda file: file.write(buffer.getbuffer()), buffer.getbuffer().nbytes)
 
 
 class RunCheckpoints(pl.Callback):

@@ -1,43 +1,43 @@
 """Data modules: datasets + albumentations pipelines -> seeded, sharded batches, one package per task
 (each opens with its batch contract); what they share is beside them (base, batches, images, samplers,
-transforms, formats). Every data module is importable from here, as the configs' ``_target_`` names them."""
+transforms, formats).
 
-from cvkit.data.base import BaseDataModule
-from cvkit.data.classification import (
-    ClassificationDataModule,
-    DigitsDataModule,
-    ImageFolderDataModule,
-    Split,
-    TorchvisionDataModule,
-)
-from cvkit.data.detection import (
-    CocoDetectionDataModule,
-    DetectionDataModule,
-    DetectionRecord,
-    VOCDetectionDataModule,
-)
-from cvkit.data.segmentation import (
-    CocoSegmentationDataModule,
-    MaskFolderDataModule,
-    SegmentationDataModule,
-    SegmentationRecord,
-    VOCSegmentationDataModule,
-)
+Every data module is importable from here, as the configs' ``_target_`` names them. They are imported on
+first use, so that a module that needs only image reading or the pipelines (``cvkit.load``) does not load
+the data modules, nor Lightning with them.
+"""
 
-__all__ = [
-    "BaseDataModule",
-    "ClassificationDataModule",
-    "CocoDetectionDataModule",
-    "CocoSegmentationDataModule",
-    "DetectionDataModule",
-    "DetectionRecord",
-    "DigitsDataModule",
-    "ImageFolderDataModule",
-    "MaskFolderDataModule",
-    "SegmentationDataModule",
-    "SegmentationRecord",
-    "Split",
-    "TorchvisionDataModule",
-    "VOCDetectionDataModule",
-    "VOCSegmentationDataModule",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Public name -> the module that defines it.
+PUBLIC = {
+    "BaseDataModule": "cvkit.data.base",
+    "ClassificationDataModule": "cvkit.data.classification.module",
+    "DigitsDataModule": "cvkit.data.classification.builtin",
+    "ImageFolderDataModule": "cvkit.data.classification.folders",
+    "Split": "cvkit.data.classification.module",
+    "TorchvisionDataModule": "cvkit.data.classification.builtin",
+    "CocoDetectionDataModule": "cvkit.data.detection.coco",
+    "DetectionDataModule": "cvkit.data.detection.module",
+    "DetectionRecord": "cvkit.data.detection.module",
+    "VOCDetectionDataModule": "cvkit.data.detection.voc",
+    "CocoSegmentationDataModule": "cvkit.data.segmentation.coco",
+    "MaskFolderDataModule": "cvkit.data.segmentation.folders",
+    "SegmentationDataModule": "cvkit.data.segmentation.module",
+    "SegmentationRecord": "cvkit.data.segmentation.module",
+    "VOCSegmentationDataModule": "cvkit.data.segmentation.voc",
+}
+__all__ = sorted(PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in PUBLIC:
+        raise AttributeError(f"module 'cvkit.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(PUBLIC[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *PUBLIC])

@@ -15,7 +15,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from cvkit.data.samplers import EpochSampler
 from cvkit.errors import CvkitError
-from cvkit.optim.steps import per_device_batch_size
 from cvkit.signals import STOP_SIGNALS
 
 
@@ -31,7 +30,7 @@ def start_worker(worker_id: int, rank: int) -> None:
 
 
 class BaseDataModule(pl.LightningDataModule):
-    """Base of the classification and detection data modules.
+    """Base of every data module (classification, detection, segmentation).
 
     Subclasses implement :meth:`load_splits` (what the splits are), :meth:`make_dataset` (how one split
     becomes samples) and :attr:`collate` (how samples become a batch). Splits are loaded once, on the first
@@ -39,13 +38,11 @@ class BaseDataModule(pl.LightningDataModule):
     draws its indices from an :class:`EpochSampler`, so batches and augmentations depend only on (seed,
     epoch, index), and a run resumed from a mid-epoch checkpoint continues where it stopped.
 
-    ``batch_size`` is per device, unless ``global_batch_size`` is given: then the per-device batch is
-    derived from it once the world size is known (:meth:`fit_to_world`).
+    ``batch_size`` is per device, unless ``global_batch_size`` is given: then the run derives the per-device
+    batch from it once the world size is known (:func:`cvkit.builders.fit_batch_to_world`).
     """
 
     name = "data"
-    # The task whose batches the module makes: "classification", "detection" or "segmentation".
-    task_kind = ""
 
     def __init__(
         self,
@@ -116,11 +113,6 @@ class BaseDataModule(pl.LightningDataModule):
         if split not in self.splits:
             raise CvkitError(f"data: {self.describe()} has no {split} split (it has {sorted(self.splits)})")
         return self.splits[split]
-
-    def fit_to_world(self, world_size: int, accumulate_grad_batches: int) -> None:
-        """Derive the per-device batch from ``global_batch_size`` (when set) for this world size."""
-        if self.global_batch_size is not None:
-            self.batch_size = per_device_batch_size(self.global_batch_size, world_size, accumulate_grad_batches)
 
     # Loaders.
     def train_dataloader(self) -> DataLoader:

@@ -1,4 +1,6 @@
-"""Using a trained model: predicting on images (:func:`load`) and exporting it (ONNX, TorchScript)."""
+"""Using a trained model: the per-task predictors (:mod:`~cvkit.inference.predictor`), rebuilding one from a
+checkpoint (:func:`cvkit.inference.loading.load`, also ``cvkit.load``), their output files
+(:mod:`~cvkit.inference.writers`) and exporting the network (:mod:`~cvkit.inference.export`)."""
 
 from cvkit.inference.predictor import (
     ClassifierPredictor,
@@ -8,7 +10,6 @@ from cvkit.inference.predictor import (
     Predictor,
     SegmentationMask,
     SegmenterPredictor,
-    load,
 )
 
 __all__ = [
@@ -19,5 +20,4 @@ __all__ = [
     "Predictor",
     "SegmentationMask",
     "SegmenterPredictor",
-    "load",
 ]

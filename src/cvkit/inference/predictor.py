@@ -1,8 +1,8 @@
-"""A trained model, rebuilt from its checkpoint alone, that takes images and gives per-task results.
+"""A trained network and how to feed it, per task: images in, per-task results out.
 
-``cvkit.load(ckpt_path)`` reads what the checkpoint records (task, class names, the composed config with
-the data's evaluation transforms, input size and normalisation), rebuilds the network without fetching
-any weights, loads the trained ones and returns a :class:`Predictor` for the task::
+``cvkit.load(ckpt_path)`` (:mod:`cvkit.inference.loading`) reads what the checkpoint records (task, class
+names, the composed config with the data's evaluation transforms, input size and normalisation), rebuilds
+the network without fetching any weights, loads the trained ones and returns the task's :class:`Predictor`::
 
     model = cvkit.load("outputs/run/checkpoints/best.ckpt")
     results = model.predict(["a.jpg", "b.png"])   # paths, HxWx3 uint8 RGB arrays or PIL images
@@ -16,18 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import albumentations as A
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 
-from cvkit.builders import build_model
-from cvkit.checkpoints import load_checkpoint
+from cvkit.checkpoints import RunRecord
 from cvkit.data.images import read_rgb
 from cvkit.data.transforms import (
     build_detection_pipeline,
@@ -36,7 +34,6 @@ from cvkit.data.transforms import (
     parse_image_size,
 )
 from cvkit.errors import CvkitError
-from cvkit.tasks import CHECKPOINT_KEY
 
 ImageInput = str | Path | np.ndarray | Image.Image
 
@@ -83,24 +80,24 @@ def as_rgb(image: ImageInput) -> np.ndarray:
 
 class Predictor:
     """A trained network and how to feed it: :meth:`prepare` one image (an HxWx3 uint8 RGB array) into
-    its input tensor, :meth:`predict_batch` a list of them into per-image results. Subclasses are per task."""
-
-    kind: ClassVar[str]
+    its input tensor, :meth:`predict_batch` a list of them into per-image results. Subclasses are per task
+    (the task table, :mod:`cvkit.task_kinds`, names each task's)."""
 
     def __init__(
         self,
         model: nn.Module,
-        recorded: dict[str, Any],
+        record: RunRecord,
         device: str | torch.device = "cpu",
         *,
         top_k: int = 5,
         score_thresh: float = 0.0,
     ) -> None:
-        self.recorded = recorded
+        self.record = record
+        self.kind = record.task
         self.top_k = top_k  # classification: the classes listed per image
         self.score_thresh = score_thresh  # detection: the boxes kept (the detector's own threshold applies first)
-        self.class_names: list[str] = list(recorded["class_names"])
-        self.config = recorded["config"]
+        self.class_names: list[str] = list(record.class_names)
+        self.config = record.config
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         self.transform = self.build_transform(self.config["data"])
@@ -138,7 +135,7 @@ class Predictor:
     @property
     def image_size(self) -> Any:
         """The network's input size as the run's data config gave it (an int, or [height, width])."""
-        return recorded_image_size(self.recorded)
+        return recorded_image_size(self.record)
 
     def describe(self) -> str:
         backbone = self.config.get("backbone", {}).get("name", "?")
@@ -152,8 +149,6 @@ class Predictor:
 
 
 class ClassifierPredictor(Predictor):
-    kind = "classification"
-
     @staticmethod
     def build_transform(data: dict[str, Any]) -> A.Compose:
         return build_pipeline(data.get("eval_transforms"), data["mean"], data["std"], "data.eval_transforms")
@@ -168,8 +163,6 @@ class ClassifierPredictor(Predictor):
 
 
 class DetectorPredictor(Predictor):
-    kind = "detection"
-
     @staticmethod
     def build_transform(data: dict[str, Any]) -> A.Compose:
         return build_detection_pipeline(data.get("eval_transforms"), 0.0, "data.eval_transforms")
@@ -194,8 +187,6 @@ class DetectorPredictor(Predictor):
 
 
 class SegmenterPredictor(Predictor):
-    kind = "segmentation"
-
     @staticmethod
     def build_transform(data: dict[str, Any]) -> A.Compose:
         size = parse_image_size(data["image_size"])
@@ -209,60 +200,6 @@ class SegmenterPredictor(Predictor):
         return results
 
 
-PREDICTORS: dict[str, type[Predictor]] = {
-    predictor.kind: predictor for predictor in (ClassifierPredictor, DetectorPredictor, SegmenterPredictor)
-}
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto``: the first GPU when there is one, else the CPU; otherwise the named device, checked."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise CvkitError(f"device={device!r} is not a device: use auto, cpu, cuda or cuda:N") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise CvkitError(f"device={device!r} but this machine has no CUDA GPU: use device=cpu")
-    return resolved
-
-
-def read_recorded(ckpt_path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """What a cvkit checkpoint records about its run, and its network's weights."""
-    checkpoint = load_checkpoint(ckpt_path, "ckpt_path")
-    recorded = checkpoint.get(CHECKPOINT_KEY)
-    if not recorded or not {"task", "class_names", "config"} <= recorded.keys():
-        raise CvkitError(
-            f"ckpt_path: {ckpt_path} has no cvkit run record (task, class names, config): it was not written "
-            "by cvkit-train"
-        )
-    prefix = "model."
-    weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    return recorded, weights
-
-
-def recorded_image_size(recorded: dict[str, Any]) -> Any:
+def recorded_image_size(record: RunRecord) -> Any:
     """The input size a checkpoint's run trained at (None for detectors, which resize inside)."""
-    return recorded.get("image_size", recorded["config"]["data"].get("image_size"))
-
-
-def rebuild_network(recorded: dict[str, Any], weights: dict[str, torch.Tensor]) -> nn.Module:
-    """The recorded run's network with its trained `weights`; no pretrained weights are fetched."""
-    cfg = OmegaConf.create(recorded["config"])
-    model_cfg = OmegaConf.to_container(cfg.task, resolve=True).get("model") or {}
-    image_size = recorded_image_size(recorded)
-    model = build_model(cfg, model_cfg, len(recorded["class_names"]), image_size, load_weights=False)
-    model.load_state_dict(weights)
-    return model
-
-
-def load(ckpt_path: str | Path, device: str = "auto", *, top_k: int = 5, score_thresh: float = 0.0) -> Predictor:
-    """The :class:`Predictor` of a cvkit checkpoint, on `device` (auto: a GPU when there is one).
-    ``top_k``: classes listed per image (classification); ``score_thresh``: the lowest score of a box
-    kept (detection; the detector's own ``task.model.score_thresh`` applies first)."""
-    recorded, weights = read_recorded(ckpt_path)
-    if recorded["task"] not in PREDICTORS:
-        raise CvkitError(f"ckpt_path: {ckpt_path} is a {recorded['task']!r} model; cvkit predicts {list(PREDICTORS)}")
-    predictor = PREDICTORS[recorded["task"]]
-    network = rebuild_network(recorded, weights)
-    return predictor(network, recorded, resolve_device(device), top_k=top_k, score_thresh=score_thresh)
+    return record.image_size if record.image_size is not None else record.config["data"].get("image_size")

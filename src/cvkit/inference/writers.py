@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,11 +16,10 @@ from cvkit.visualize import class_palette, draw_detections, mask_overlay
 
 
 class PredictionWriter:
-    """Collects the results of one prediction run in `output`. Of each image :meth:`add` takes its path
+    """Collects the results of one prediction run in `output` (one subclass per task, named by the task table
+    :mod:`cvkit.task_kinds`). Of each image :meth:`add` takes its path
     relative to the input folder (`name`, kept as the outputs' relative path), its original (height,
     width), its decoded RGB pixels when drawing (else None) and its result."""
-
-    kind: ClassVar[str]
 
     def __init__(self, output: Path, class_names: list[str], draw: bool) -> None:
         self.output = output
@@ -44,8 +43,6 @@ class PredictionWriter:
 class ClassificationWriter(PredictionWriter):
     """``predictions.csv`` (a row per image: file, then label and score of each of the top-k classes) and
     ``predictions.json`` (the same as a list of records)."""
-
-    kind = "classification"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -71,8 +68,6 @@ class DetectionWriter(PredictionWriter):
     """``predictions.json`` in COCO results format (image_id, category_id = class index + 1, bbox
     [x, y, w, h], score), ``images.json`` with the COCO ``images`` (id, file_name, width, height) and
     ``categories`` they refer to, and with drawing the images with their boxes under ``drawn/``."""
-
-    kind = "detection"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -108,8 +103,6 @@ class SegmentationWriter(PredictionWriter):
     """``masks/<name>.png``: each image's class indices at its original size (8-bit, or 16-bit for more
     than 256 classes); with drawing ``overlays/<name>.jpg``: the classes' colours over the image."""
 
-    kind = "segmentation"
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.palette = class_palette(len(self.class_names))
@@ -126,8 +119,3 @@ class SegmentationWriter(PredictionWriter):
     def close(self) -> dict[str, Path]:
         written = {"masks": self.output / "masks"}
         return {**written, "overlays": self.output / "overlays"} if self.draw else written
-
-
-WRITERS: dict[str, type[PredictionWriter]] = {
-    w.kind: w for w in (ClassificationWriter, DetectionWriter, SegmentationWriter)
-}

@@ -1,8 +1,8 @@
 """COCO-style box detection metrics: torchvision detector outputs scored by pycocotools against the split's
 ground truth.
 
-Per evaluation: ``reset()``, ``update()`` once per batch, ``gather()`` on every rank, then ``compute()`` and
-``per_class_ap()``. Example, label 1 -> category 3::
+One evaluator per evaluation of a split: ``update()`` once per batch, ``gather()`` on every rank, then
+``compute()`` and ``per_class_ap()``. Example, label 1 -> category 3::
 
     evaluator = CocoEvaluator(ground_truth, label_to_category=[3, 7, 11])
     evaluator.update([42], [{"boxes": tensor([[10.0, 20.0, 110.0, 70.0]]), "scores": tensor([0.9]),
@@ -87,17 +87,14 @@ class CocoEvaluator:
         self.category_names = categories
         self.label_to_category = torch.tensor(list(label_to_category), dtype=torch.int64)
         self.image_ids = set(self.ground_truth.getImgIds())
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the predictions and scores of the previous evaluation."""
         self.per_image: dict[int, list[dict[str, Any]]] = {}
         self.coco_eval: COCOeval | None = None
 
     def update(self, image_ids: Sequence[int], detections: Sequence[dict[str, torch.Tensor]]) -> None:
         """Add one batch: per image, ``boxes`` ``[N, 4]`` xyxy in original pixels, ``scores`` ``[N]`` and 1-based
         ``labels`` ``[N]``. An image with no detections still counts as evaluated; an image seen before keeps
-        its first detections (DistributedSampler repeats images to even out the ranks)."""
+        its first detections (cvkit's evaluation sampler gives each image once; DistributedSampler repeats images
+        to even out the ranks)."""
         for image_id, detection in zip(image_ids, detections, strict=True):
             image_id = int(image_id)
             if image_id not in self.image_ids:

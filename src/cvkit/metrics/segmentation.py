@@ -5,7 +5,7 @@ A class with no pixel in the target nor in the prediction has an undefined (NaN)
 of the means, as mmseg and torchmetrics' ``MulticlassJaccardIndex(average="macro")`` do; a class predicted but
 absent from the target scores 0 and counts. Example, 3 classes, one image of 4 pixels, class 2 absent::
 
-    metric = SegmentationConfusion(num_classes=3)
+    metric = SegmentationConfusion(num_classes=3, ignore_index=255)
     metric.update(tensor([[[0, 1], [0, 0]]]), tensor([[[0, 1], [1, 255]]]))  # 255: ignored pixel
     metric.compute()
     # {"confusion": [[1, 0, 0], [1, 1, 0], [0, 0, 0]], "iou": [0.5, 0.5, nan], "miou": 0.5,
@@ -72,7 +72,7 @@ class SegmentationConfusion(torchmetrics.Metric):
     is_differentiable = False
     higher_is_better = True
 
-    def __init__(self, num_classes: int, ignore_index: int | None = 255) -> None:
+    def __init__(self, num_classes: int, ignore_index: int | None) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")

@@ -135,29 +135,30 @@ def build_detector(
     detector: str,
     backbone: dict[str, Any],
     num_classes: int,
-    min_size: int = 800,
-    max_size: int = 1333,
-    image_mean: Sequence[float] = (0.485, 0.456, 0.406),
-    image_std: Sequence[float] = (0.229, 0.224, 0.225),
-    anchor_sizes: Sequence[float] | None = None,
-    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-    score_thresh: float = 0.05,
-    nms_thresh: float = 0.5,
-    detections_per_img: int = 100,
-    freeze_bn: bool | None = None,
+    min_size: int,
+    max_size: int,
+    image_mean: Sequence[float],
+    image_std: Sequence[float],
+    anchor_sizes: Sequence[float] | None,
+    aspect_ratios: Sequence[float],
+    score_thresh: float,
+    nms_thresh: float,
+    detections_per_img: int,
+    freeze_bn: bool | None,
 ) -> nn.Module:
     """A torchvision `detector` for `num_classes` object classes (label 0 is the background) on the
     timm `backbone` (the backbone config group's keys). Images are resized so their short side is
     `min_size` (long side at most `max_size`; SSDlite: a `min_size` square) and normalised inside the
     model by `image_mean`/`image_std`. `anchor_sizes`: one size per level (default 4 x the level's
-    stride); FCOS is anchor-free and ignores them. `freeze_bn`: see :func:`build_pyramid_backbone`."""
+    stride); FCOS is anchor-free and ignores them. `freeze_bn`: see :func:`build_pyramid_backbone`. The
+    values of every knob are ``task.model``'s (configs/task/detection.yaml): they have no defaults here."""
     if detector not in DETECTORS:
-        raise CvkitError(f"task.detector={detector!r} is not one of {list(DETECTORS)}")
+        raise CvkitError(f"task.model.detector={detector!r} is not one of {list(DETECTORS)}")
     strides = level_strides(detector)
     sizes = list(anchor_sizes) if anchor_sizes is not None else [4 * s for s in strides]
     if len(sizes) != len(strides):
         raise CvkitError(
-            f"task.anchor_sizes has {len(sizes)} sizes but {detector} predicts from {len(strides)} levels "
+            f"task.model.anchor_sizes has {len(sizes)} sizes but {detector} predicts from {len(strides)} levels "
             f"(strides {strides}); give one size per level"
         )
     extra = LastLevelMaxPool() if detector in ("fasterrcnn", "ssdlite") else LastLevelP6P7(256, 256)

@@ -110,19 +110,16 @@ class _LastMap(nn.Module):
 
 
 def build_segmenter(
-    *,
-    backbone: dict[str, Any],
-    num_classes: int,
-    decoder: str = "unet",
-    decoder_widths: list[int] | None = None,
+    *, backbone: dict[str, Any], num_classes: int, decoder: str, decoder_widths: list[int]
 ) -> nn.Module:
     """The segmentation network for `num_classes` classes: the classic U-Net for ``backbone.family=unet``
     (its ``depth`` and ``base_width``), otherwise `decoder` (``unet`` or ``deeplabv3``) over the timm
     encoder of the backbone config (``pretrained``/``weights`` load the encoder's weights).
-    `decoder_widths`: the U-Net decoder's widths, coarse to fine (default 256, 128, 64, 32, 16)."""
+    `decoder_widths`: the U-Net decoder's widths, coarse to fine. The values are the configs' (backbone/unet.yaml,
+    task/segmentation.yaml ``model``): they have no defaults here."""
     if backbone.get("family") == "unet":
-        return UNet(num_classes, depth=backbone.get("depth", 4), base_width=backbone.get("base_width", 64))
+        return UNet(num_classes, depth=backbone["depth"], base_width=backbone["base_width"])
     if decoder not in DECODERS:
         raise CvkitError(f"task.model.decoder={decoder!r} is not one of {list(DECODERS)}")
     encoder, _ = create_feature_extractor(**backbone, purpose="as a segmentation encoder")
-    return EncoderDecoder(encoder, decoder, num_classes, decoder_widths or [256, 128, 64, 32, 16])
+    return EncoderDecoder(encoder, decoder, num_classes, list(decoder_widths))

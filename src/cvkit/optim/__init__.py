@@ -1,16 +1,9 @@
-"""Optimization: LR scaling rule, warmup + main schedules, optimizer factory."""
+"""Optimization: the LR scaling rule, warmup + main schedules, the optimizer and its parameter groups, and
+the plan that puts them together for a run."""
 
 from cvkit.optim.factory import build_optimizer, build_schedule
+from cvkit.optim.plan import TrainingPlan, plan_training
 from cvkit.optim.scaling import LRPlan, scale_lr
 from cvkit.optim.schedules import Schedule
-from cvkit.optim.steps import optimizer_steps_per_epoch, per_device_batch_size
 
-__all__ = [
-    "LRPlan",
-    "Schedule",
-    "build_optimizer",
-    "build_schedule",
-    "optimizer_steps_per_epoch",
-    "per_device_batch_size",
-    "scale_lr",
-]
+__all__ = ["LRPlan", "Schedule", "TrainingPlan", "build_optimizer", "build_schedule", "plan_training", "scale_lr"]

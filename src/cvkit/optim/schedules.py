@@ -60,18 +60,8 @@ class Schedule:
         decay = 0.5 * (1.0 + math.cos(math.pi * progress)) if self.name == "cosine" else (1.0 - progress) ** self.power
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * decay
 
-    def per_step(self, steps_per_epoch: Callable[[], float]) -> Callable[[int], float]:
-        """The multiplier as a function of the optimizer step, for ``torch.optim.lr_scheduler.LambdaLR``.
-
-        `steps_per_epoch` is called at each step (a trainer knows it only once its loader is set up).
-        """
-
-        def factor_at(step: int) -> float:
-            if step == 0:
-                return self.factor(0.0)
-            per_epoch = steps_per_epoch()
-            if not 0 < per_epoch < math.inf:
-                raise CvkitError("the schedule needs a finite, non-zero number of optimizer steps per epoch")
-            return self.factor(step / per_epoch)
-
-        return factor_at
+    def per_step(self, steps_per_epoch: int) -> Callable[[int], float]:
+        """The multiplier as a function of the optimizer step, for ``torch.optim.lr_scheduler.LambdaLR``."""
+        if steps_per_epoch < 1:
+            raise CvkitError(f"the schedule needs at least one optimizer step per epoch, got {steps_per_epoch}")
+        return lambda step: self.factor(step / steps_per_epoch)

@@ -1,8 +1,8 @@
-"""Tasks: one LightningModule per task, sharing optimizer and checkpoint logic."""
+"""Tasks: one LightningModule per task, each built from the config by its ``from_config``."""
 
-from cvkit.tasks.base import CHECKPOINT_KEY, BaseTask
+from cvkit.tasks.base import BaseTask
 from cvkit.tasks.classification import ClassificationTask
 from cvkit.tasks.detection import DetectionTask
 from cvkit.tasks.segmentation import SegmentationTask
 
-__all__ = ["CHECKPOINT_KEY", "BaseTask", "ClassificationTask", "DetectionTask", "SegmentationTask"]
+__all__ = ["BaseTask", "ClassificationTask", "DetectionTask", "SegmentationTask"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,25 +16,12 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from cvkit.console import print_per_class
-from cvkit.errors import CvkitError
+from cvkit.data.base import BaseDataModule
+from cvkit.data.classification import ClassificationDataModule
 from cvkit.metrics import per_class_report
 from cvkit.tasks.base import BaseTask
+from cvkit.tasks.class_weights import class_weights_from
 from cvkit.visualize import confusion_matrix_image
-
-
-def class_weights_from(spec: str | Sequence[float] | None, class_counts: np.ndarray) -> torch.Tensor | None:
-    """Loss weights per class: None, "balanced" (n / (k * count_c), as scikit-learn), or explicit values."""
-    if spec is None:
-        return None
-    if spec == "balanced":
-        counts = np.maximum(class_counts, 1).astype(np.float64)
-        return torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
-    if isinstance(spec, str) or len(spec) != len(class_counts):
-        raise CvkitError(
-            f"task.class_weights must be null, 'balanced' or a list of {len(class_counts)} numbers, got {spec!r}"
-        )
-    return torch.tensor([float(w) for w in spec], dtype=torch.float32)
 
 
 def classification_metrics(num_classes: int) -> MetricCollection:
@@ -57,17 +43,10 @@ class ClassificationTask(BaseTask):
     of the metrics, and counted (``val_images`` / ``test_images`` of the report)."""
 
     kind = "classification"
+    data_module = ClassificationDataModule
 
-    def __init__(
-        self,
-        *,
-        class_names: Sequence[str],
-        label_smoothing: float = 0.0,
-        class_weights: torch.Tensor | None = None,
-        **base: Any,
-    ) -> None:
+    def __init__(self, *, label_smoothing: float, class_weights: torch.Tensor | None, **base: Any) -> None:
         super().__init__(**base)
-        self.class_names = list(class_names)
         num_classes = len(self.class_names)
         self.label_smoothing = label_smoothing
         self.register_buffer("class_weights", class_weights, persistent=False)
@@ -77,6 +56,13 @@ class ClassificationTask(BaseTask):
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
         self.val_acc_best = MaxMetric()
         self.last_confusion: list[list[int]] | None = None
+
+    @classmethod
+    def own_arguments(cls, options: dict[str, Any], datamodule: BaseDataModule) -> dict[str, Any]:
+        """``class_weights`` from its spec and, when asked for, the train split's label counts."""
+        spec = options.get("class_weights")
+        counts = datamodule.class_counts("train") if spec is not None else np.zeros(0)
+        return {**options, "class_weights": class_weights_from(spec, counts)}
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing)
@@ -135,6 +121,5 @@ class ClassificationTask(BaseTask):
         per_class = per_class_report(self.last_confusion, self.class_names)
         return {**super().report(), "val_confusion_matrix": self.last_confusion, "val_per_class": per_class}
 
-    def print_report(self) -> None:
-        print_per_class("val per class (last epoch)", self.report().get("val_per_class", {}))
-        super().print_report()
+    def per_class_tables(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {"val per class (last epoch)": self.report().get("val_per_class", {})}

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 from torchmetrics import MaxMetric
 
-from cvkit.console import print_per_class
+from cvkit.data.detection import DetectionDataModule
 from cvkit.metrics.detection import CocoEvaluator
 from cvkit.tasks.base import BaseTask
 from cvkit.visualize import detections_image
@@ -50,18 +50,10 @@ class DetectionTask(BaseTask):
     scores the user's own annotation file with these predictions."""
 
     kind = "detection"
+    data_module = DetectionDataModule
 
-    def __init__(
-        self,
-        *,
-        class_names: Sequence[str],
-        val_loss: bool = True,
-        log_images: int = 4,
-        draw_score_thresh: float = 0.5,
-        **base: Any,
-    ) -> None:
+    def __init__(self, *, val_loss: bool, log_images: int, draw_score_thresh: float, **base: Any) -> None:
         super().__init__(**base)
-        self.class_names = list(class_names)
         self.val_loss = val_loss
         self.log_images = log_images
         self.draw_score_thresh = draw_score_thresh
@@ -154,9 +146,8 @@ class DetectionTask(BaseTask):
         evaluation = self.evaluations.get("val")
         return {**super().report(), **({"val_per_class_ap": evaluation["per_class_ap"]} if evaluation else {})}
 
-    def print_report(self) -> None:
-        print_per_class("val AP per class (last epoch)", self.report().get("val_per_class_ap", {}))
-        super().print_report()
+    def per_class_tables(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {"val AP per class (last epoch)": self.report().get("val_per_class_ap", {})}
 
     def report_files(self) -> dict[str, Any]:
         """The last val evaluation in COCO formats, so that anyone can re-score it with pycocotools."""

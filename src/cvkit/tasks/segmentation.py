@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics import MaxMetric
 
-from cvkit.console import print_per_class
+from cvkit.data.base import BaseDataModule
+from cvkit.data.segmentation import SegmentationDataModule
 from cvkit.errors import CvkitError
 from cvkit.metrics.segmentation import SegmentationConfusion, segmentation_report
 from cvkit.tasks.base import BaseTask
+from cvkit.tasks.class_weights import class_weights_from
 from cvkit.visualize import segmentation_image
 
 LOSSES = ("ce", "dice", "ce+dice")
@@ -40,21 +42,20 @@ class SegmentationTask(BaseTask):
     their true and predicted masks side by side, each validation."""
 
     kind = "segmentation"
+    data_module = SegmentationDataModule
 
     def __init__(
         self,
         *,
-        class_names: Sequence[str],
-        ignore_index: int | None = 255,
-        loss: str = "ce",
-        class_weights: torch.Tensor | None = None,
-        log_images: int = 4,
+        ignore_index: int | None,
+        loss: str,
+        class_weights: torch.Tensor | None,
+        log_images: int,
         **base: Any,
     ) -> None:
         super().__init__(**base)
         if loss not in LOSSES:
             raise CvkitError(f"task.loss={loss!r} is not one of {list(LOSSES)}")
-        self.class_names = list(class_names)
         self.ignore_index = ignore_index
         self.loss_name = loss
         self.log_images = log_images
@@ -63,6 +64,15 @@ class SegmentationTask(BaseTask):
         self.test_confusion = SegmentationConfusion(len(self.class_names), ignore_index)
         self.val_miou_best = MaxMetric()
         self.last_report: dict[str, Any] = {}
+
+    @classmethod
+    def own_arguments(cls, options: dict[str, Any], datamodule: BaseDataModule) -> dict[str, Any]:
+        """``class_weights`` from its spec and, when asked for, the train masks' pixel counts; the data's
+        ``ignore_index``."""
+        spec = options.get("class_weights")
+        counts = datamodule.class_counts("train") if spec is not None else np.zeros(0)
+        weights = class_weights_from(spec, counts)
+        return {**options, "class_weights": weights, "ignore_index": datamodule.ignore_index}
 
     def loss(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         total = logits.new_zeros(())
@@ -129,7 +139,7 @@ class SegmentationTask(BaseTask):
         experiment = getattr(self.logger, "experiment", None)
         if not self.trainer.is_global_zero or not hasattr(experiment, "add_image"):
             return
-        mean, std = self.metadata.get("mean"), self.metadata.get("std")
+        mean, std = (self.record.mean, self.record.std) if self.record else (None, None)
         for i, (image, mask, predicted) in enumerate(zip(*batch, predictions)):
             if i == self.log_images:
                 break
@@ -139,6 +149,5 @@ class SegmentationTask(BaseTask):
     def report(self) -> dict[str, Any]:
         return {**super().report(), **self.last_report}
 
-    def print_report(self) -> None:
-        print_per_class("val IoU per class (last epoch)", self.last_report.get("val_per_class", {}))
-        super().print_report()
+    def per_class_tables(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {"val IoU per class (last epoch)": self.last_report.get("val_per_class", {})}

@@ -33,12 +33,11 @@ class ClassificationDataModule(BaseDataModule):
 
     Splits are loaded once (on the first :meth:`setup`); ``train`` and ``val`` are required, ``test``
     is optional. ``batch_size`` is per device, unless ``global_batch_size`` is given: then the per-device
-    batch is derived from it once the world size is known (:meth:`fit_to_world`). Loaders, sampling and
-    mid-epoch resume are those of :class:`~cvkit.data.base.BaseDataModule`.
+    batch is derived from it once the world size is known (:func:`cvkit.builders.fit_batch_to_world`).
+    Loaders, sampling and mid-epoch resume are those of :class:`~cvkit.data.base.BaseDataModule`.
     """
 
     name = "classification"
-    task_kind = "classification"
     collate = staticmethod(collate_skipping_unreadable)
 
     def __init__(

@@ -132,7 +132,6 @@ class DetectionDataModule(BaseDataModule):
     """
 
     name = "detection"
-    task_kind = "detection"
     collate = staticmethod(collate_detection)
 
     def __init__(

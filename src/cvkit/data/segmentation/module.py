@@ -128,7 +128,6 @@ class SegmentationDataModule(BaseDataModule):
     """
 
     name = "segmentation"
-    task_kind = "segmentation"
     collate = staticmethod(collate_segmentation)
 
     def __init__(
@@ -137,7 +136,7 @@ class SegmentationDataModule(BaseDataModule):
         image_size: int | Sequence[int],
         mean: Sequence[float],
         std: Sequence[float],
-        ignore_index: int = 255,
+        ignore_index: int,
         train_transforms: Sequence[Any] | None = None,
         eval_transforms: Sequence[Any] | None = None,
         **common: Any,

@@ -1,4 +1,5 @@
-"""Batch and step arithmetic of a distributed run, as pure functions.
+"""Batch and step arithmetic of a distributed run, as pure functions (dependency-free: the data, the
+optimisation and the run summary all count with them).
 
 Example: 10,000 training images on 4 devices with 64 images each and 2 accumulation steps: each rank
 sees ceil(10000 / 4) = 2500 images = 39 full batches (the last partial batch is dropped), which make
