@@ -1,7 +1,6 @@
 import faulthandler
 import json
 import math
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, jaccard_
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from cvkit.metrics import SegmentationConfusion, segmentation_report
+from tests.helpers.network import free_port
 
 CLASSES = 5  # targets use 0..2, predictions 0..3 (class 3 only predicted), class 4 occurs nowhere
 IGNORE = 255
@@ -152,12 +152,6 @@ def test_bad_inputs_are_named() -> None:
     assert not metric.confusion.any()  # rejected batches count nothing
     with pytest.raises(RuntimeError, match="no pixel counted"):
         metric.compute()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def sync_worker(rank: int, port: int, out: Path) -> None:
