@@ -15,7 +15,7 @@ from cvkit.errors import CvkitError, TrainingFailed
 from cvkit.train import train
 from tests.helpers.cli import assert_exit, run_cli
 from tests.helpers.configs import compose_train
-from tests.helpers.logs import read_report
+from tests.helpers.logs import csv_column, read_report
 from tests.helpers.presets import CHECKPOINTED_DIGITS
 
 
@@ -33,7 +33,11 @@ def test_last_checkpoint_holds_the_final_epoch_when_the_monitored_metric_gets_wo
     weights = objects["task"].state_dict()
     assert all(torch.equal(weights[k].cpu(), v) for k, v in last["state_dict"].items())
     assert read_report(tmp_path)["status"] == "completed"
-    assert metrics["val/acc"] >= metrics["val/acc_best"]  # val/acc_best is a max whatever the checkpoint mode
+    # val/acc_best is the highest val/acc of the run whatever the checkpoint mode: not the monitored (lowest) one.
+    per_epoch = csv_column(tmp_path, "val/acc")
+    assert len(per_epoch) == 3 and min(per_epoch) < max(per_epoch)
+    assert best["epoch"] == per_epoch.index(min(per_epoch))  # what task.monitor_mode=min picks
+    assert metrics["val/acc_best"] == pytest.approx(max(per_epoch))
 
 
 def test_periodic_saves_keep_the_newest(tmp_path: Path) -> None:
