@@ -1,6 +1,5 @@
 """Checks that need a CUDA GPU (skipped without one): run them on a GPU machine with ``pytest -m gpu``."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,13 @@ RUN = [*RESUMABLE_DIGITS, "callbacks.checkpoints.every_n_train_steps=2"]
 
 
 def train(run_dir: Path, *overrides: str):
-    return run_cli("cvkit-train", *RUN, *overrides, f"hydra.run.dir={run_dir}")
+    return run_cli("cvkit-train", *RUN, *overrides, f"hydra.run.dir={run_dir}", gpu=True)
 
 
 def test_sigterm_then_resume_under_16_mixed_gives_the_same_weights(tmp_path: Path, monkeypatch) -> None:
     # fp16 autocast with its gradient scaler: the scaler's state must come back with the resume.
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, for bit-equal runs
-    monkeypatch.setitem(os.environ, "CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # one GPU, shown to the run (run_cli hides them otherwise)
     straight = tmp_path / "straight"
     assert_exit(train(straight, *ON_GPU), 0)
     job = tmp_path / "job"

@@ -18,25 +18,23 @@ def console_script(name: str) -> str:
     return str(path)
 
 
-def cli_env() -> dict[str, str]:
-    """The environment cvkit's console scripts run in under the tests: CPU only, unbuffered output, and
-    tests/ importable (runs may plug in the callbacks of tests.helpers.callbacks through the callbacks group)."""
+def cli_env(gpu: bool = False) -> dict[str, str]:
+    """The environment cvkit's console scripts run in under the tests: CPU only (unless `gpu`: the GPUs that
+    CUDA_VISIBLE_DEVICES shows the tests), unbuffered output, and tests/ importable (runs may plug in the
+    callbacks of tests.helpers.callbacks through the callbacks group)."""
     python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {
-        **os.environ,
-        "CUDA_VISIBLE_DEVICES": "",
-        "PYTHONUNBUFFERED": "1",
-        "COLUMNS": "200",
-        "PYTHONPATH": python_path,
-    }
+    hidden = {} if gpu else {"CUDA_VISIBLE_DEVICES": ""}
+    return {**os.environ, **hidden, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "PYTHONPATH": python_path}
 
 
-def run_cli(name: str, *args: str, cwd: Path | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
-    """Run a cvkit console script on the CPU and capture its output (stdout and stderr together)."""
+def run_cli(
+    name: str, *args: str, cwd: Path | None = None, timeout: float = 1200, gpu: bool = False
+) -> subprocess.CompletedProcess:
+    """Run a cvkit console script (on the CPU unless `gpu`) and capture its output (stdout and stderr together)."""
     return subprocess.run(
         [console_script(name), *args],
         cwd=cwd or REPO,
-        env=cli_env(),
+        env=cli_env(gpu),
         timeout=timeout,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
