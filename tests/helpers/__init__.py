@@ -11,5 +11,5 @@
 - checkpoints: loading checkpoints and comparing their weights.
 - coco: pycocotools' scores, computed as anyone would on the files or dicts.
 - steps: one optimizer step of a model, checked to have trained.
-- network: a free local port for process groups.
+- network: a free local port, and a gloo process group of forked ranks.
 """

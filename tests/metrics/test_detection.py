@@ -1,16 +1,14 @@
-import faulthandler
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from cvkit.metrics import CocoEvaluator
 from tests.helpers.coco import cocoeval_stats
-from tests.helpers.network import free_port
+from tests.helpers.network import free_port, gloo_group
 
 CLASSES = ("RBC", "WBC", "Platelets")
 CATEGORY_IDS = (3, 7, 11)  # non-contiguous on purpose: label i is category CATEGORY_IDS[i - 1]
@@ -149,18 +147,13 @@ def test_bad_inputs_are_named(ground_truth: dict) -> None:
 def gather_worker(rank: int, port: int, ground_truth: dict, ids: list[int], out: Path) -> None:
     """One of two gloo ranks: evaluate half of `ids` (plus the other half's first image, as DistributedSampler's
     padding does), gather, and write what this rank computes."""
-    faulthandler.dump_traceback_later(60, exit=True)  # a hung rank fails the test with its traceback
-    torch.set_num_threads(1)  # as DataLoader workers do: OpenMP threads the parent used are gone after fork
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
+    with gloo_group(rank, port):
         half = len(ids) // 2
         mine = ids[:half] if rank == 0 else [*ids[half:], ids[0]]
         evaluator = evaluated(ground_truth, mine, shift=0.2, drop_every=3)
         evaluator.gather()
         metrics = evaluator.compute()
         (out / f"rank{rank}.json").write_text(json.dumps({"metrics": metrics, "results": evaluator.results()}))
-    finally:
-        dist.destroy_process_group()
 
 
 def test_gather_over_two_gloo_ranks_equals_one_process(ground_truth: dict, tmp_path: Path) -> None:
