@@ -9,7 +9,8 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from cvkit.config import merge_overrides
-from tests.conftest import REPO, compose_train
+from tests.helpers.configs import compose_train
+from tests.helpers.paths import REPO
 
 
 def test_every_backbone_family_and_data_option_composes(tmp_path: Path) -> None:

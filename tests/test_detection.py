@@ -1,7 +1,5 @@
 """Detection end to end on the real BCCD set (Pascal VOC): cvkit-train and cvkit-eval as a user runs them."""
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -9,47 +7,27 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 from PIL import Image
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 import cvkit
 from cvkit.errors import CvkitError
 from cvkit.export import export
 from cvkit.predict import predict
-from tests.conftest import evaluate_val, export_cfg, run_cli, train_into
-from tests.test_cli import read_metrics, tensorboard_tags
-
-SMALL = [
-    "task=detection",
-    "data=voc",
-    "data.batch_size=2",
-    "data.num_workers=0",
-    "task.model.min_size=128",
-    "task.model.max_size=160",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=4",
-    "trainer.limit_val_batches=3",
-    "trainer.limit_test_batches=2",
-    "optimizer.base_batch_size=16",
-    "optimizer.lr=0.02",
-]
+from tests.helpers.cli import evaluate_val, train_into
+from tests.helpers.coco import cocoeval_stats
+from tests.helpers.configs import export_cfg
+from tests.helpers.logs import read_metrics, read_report, read_summary, tensorboard_tags
+from tests.helpers.presets import DDP_CPU, tiny_detection
 
 
 @pytest.fixture(scope="module")
 def detection_run(bccd_voc: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     run_dir = tmp_path_factory.mktemp("detection") / "run"
-    return run_dir, train_into(run_dir, *SMALL, f"data.root={bccd_voc}")
+    return run_dir, train_into(run_dir, *tiny_detection(bccd_voc))
 
 
 def rescore(run_dir: Path) -> list[float]:
     """pycocotools on the run's ground_truth.json and predictions.json, as anyone would call it."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO(str(run_dir / "ground_truth.json"))
-        evaluation = COCOeval(truth, truth.loadRes(str(run_dir / "predictions.json")), iouType="bbox")
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return [float(value) for value in evaluation.stats]
+    return cocoeval_stats(run_dir / "ground_truth.json", run_dir / "predictions.json")
 
 
 def test_written_predictions_rescore_to_the_logged_metrics(detection_run: tuple[Path, str]) -> None:
@@ -69,9 +47,9 @@ def test_run_shows_boxes_and_per_class_ap(detection_run: tuple[Path, str]) -> No
     tags = tensorboard_tags(run_dir)
     assert {f"val/detections/{i}" for i in range(2)} <= set(tags["images"])
     assert "val AP per class" in stdout and "Platelets" in stdout
-    report = json.loads((run_dir / "metrics.json").read_text())
+    report = read_report(run_dir)
     assert set(report["val_per_class_ap"]) == {"Platelets", "RBC", "WBC"}
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = read_summary(run_dir)
     assert summary["task"] == "detection" and summary["effective_lr"] == pytest.approx(0.02 * 2 / 16)
 
 
@@ -94,18 +72,8 @@ def test_two_ranks_score_the_same_as_one_process(bccd_voc: Path, tmp_path: Path)
     # 2 gloo processes each validate 2 batches of 2 images (rank r: images r, r+2, ...); the gathered
     # evaluation covers the same 8 images as a single-process evaluation of 4 batches.
     run_dir, eval_dir = tmp_path / "ddp", tmp_path / "eval"
-    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.limit_val_batches=2"]
-    train = run_cli(
-        "cvkit-train",
-        *SMALL,
-        *ddp,
-        "trainer.limit_train_batches=2",
-        f"data.root={bccd_voc}",
-        "test_after_fit=false",
-        "logger=csv",
-        f"hydra.run.dir={run_dir}",
-    )
-    assert train.returncode == 0, train.stdout[-3000:]
+    ddp = [*DDP_CPU, "trainer.limit_val_batches=2", "trainer.limit_train_batches=2"]
+    train_into(run_dir, *tiny_detection(bccd_voc), *ddp, "test_after_fit=false", "logger=csv")
     assert len(json.loads((run_dir / "ground_truth.json").read_text())["images"]) == 8
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     two_ranks, one = read_metrics(run_dir), evaluate_val(checkpoint, eval_dir, val_batches=4)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.helpers.cli import assert_exit, run_cli
+from tests.helpers.paths import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
 
@@ -115,7 +116,7 @@ def test_documented_user_config_dir_is_found_by_cvkit_train(tmp_path: Path) -> N
     result = run_cli(
         "cvkit-train", "--config-dir", str(user_configs), "experiment=mine", "--cfg", "job", cwd=tmp_path, timeout=120
     )
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert_exit(result, 0)
     assert re.search(r"^  max_epochs: 1$", result.stdout, re.MULTILINE)
     assert re.search(r"^  batch_size: 7$", result.stdout, re.MULTILINE)
     assert "_target_: cvkit.data.DigitsDataModule" in result.stdout  # cvkit's own defaults still apply

@@ -1,30 +1,22 @@
 """Evaluation sets are what the data says they are: unreadable images are counted and named in metrics.json,
 and detection scores the split's whole annotation file, as pycocotools does on the user's own file."""
 
-import contextlib
-import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from torch import nn
 
 from cvkit.data import CocoDetectionDataModule
 from cvkit.data.batches import Unreadable
 from cvkit.train import train
-from tests.conftest import compose_train, dataset
-from tests.data.test_folders import corrupt_files, make_folder
-
-QUICK = ["data.num_workers=0", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "logger=none"]
-
-
-@pytest.fixture(scope="session")
-def coco128(data_root: Path) -> Path:
-    return dataset(data_root, "coco128", "images", "COCO detection set")
+from tests.helpers.coco import cocoeval_stats
+from tests.helpers.configs import compose_train
+from tests.helpers.datasets import corrupt_files, make_folder
+from tests.helpers.logs import read_report
+from tests.helpers.presets import ONE_STEP_FULL_VAL
 
 
 def truncate(path: Path) -> None:
@@ -83,15 +75,7 @@ def memorized_answers(files: dict[str, str]) -> dict[float, dict[str, torch.Tens
 
 def coco_map(annotations: Path, predictions: Path, image_ids: list[int] | None = None) -> float:
     """pycocotools' bbox AP@[.5:.95] of `predictions` on `annotations` (all its images unless `image_ids`)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO(str(annotations))
-        evaluation = COCOeval(truth, truth.loadRes(str(predictions)), iouType="bbox")
-        if image_ids is not None:
-            evaluation.params.imgIds = image_ids
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return float(evaluation.stats[0])
+    return cocoeval_stats(annotations, predictions, image_ids)[0]
 
 
 def test_detection_scores_the_whole_annotation_file_with_an_unreadable_image(
@@ -108,9 +92,10 @@ def test_detection_scores_the_whole_annotation_file_with_an_unreadable_image(
     monkeypatch.setattr("cvkit.models.networks.build_detector", lambda **_: detector)
     run_dir = tmp_path / "run"
     overrides = [f"data.{key}={value}" for key, value in files.items()]
-    metrics, _ = train(compose_train(run_dir, "task=detection", "data=coco", *overrides, *QUICK, "data.batch_size=2"))
+    cfg = compose_train(run_dir, "task=detection", "data=coco", *overrides, *ONE_STEP_FULL_VAL, "data.batch_size=2")
+    metrics, _ = train(cfg)
 
-    report = json.loads((run_dir / "metrics.json").read_text())
+    report = read_report(run_dir)
     assert report["val_images"] == {"scored": 5, "total": 6, "unreadable": [str(truncated)]}
     on_their_file = coco_map(tmp_path / "val.json", run_dir / "predictions.json")
     assert metrics["val/map"] == pytest.approx(on_their_file, rel=1e-6)
@@ -126,9 +111,9 @@ def test_classification_counts_images_unreadable_when_loaded_or_read(bccd_cells:
     run_dir = tmp_path / "run"
     # The header check leaves out the empty and the text file; the truncated one fails in a loader worker.
     cfg = compose_train(
-        run_dir, "data=imagefolder", f"data.root={root}", "data.image_size=16", *QUICK, "data.num_workers=1"
+        run_dir, "data=imagefolder", f"data.root={root}", "data.image_size=16", *ONE_STEP_FULL_VAL, "data.num_workers=1"
     )
     train(cfg)
-    counted = json.loads((run_dir / "metrics.json").read_text())["val_images"]
+    counted = read_report(run_dir)["val_images"]
     assert counted["scored"] == 12 and counted["total"] == 15
     assert sorted(counted["unreadable"]) == sorted(str(path) for path in bad.values())

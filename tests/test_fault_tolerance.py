@@ -3,7 +3,6 @@ SIGTERM and Ctrl-C mid-epoch, a truncated newest checkpoint. Each run is resumed
 must end with exactly the weights of the uninterrupted run, having lost at most the steps since its
 last save."""
 
-import json
 import os
 import random
 import signal
@@ -15,45 +14,28 @@ import pytest
 import torch
 
 from cvkit.builders import build_datamodule
-from tests.conftest import cli_env, compose_train, console_script, run_cli
+from tests.helpers.callbacks import KillDuringSave, PoisonBatch, SignalAtStep, SignalInTest, SlowStepsFrom, plug
+from tests.helpers.checkpoints import assert_same_weights, final_checkpoint, load_checkpoint
+from tests.helpers.cli import assert_exit, cli_env, console_script, run_cli
+from tests.helpers.configs import compose_train
+from tests.helpers.logs import read_report
+from tests.helpers.presets import RESUMABLE_DIGITS
 
 EVERY = 2  # callbacks.checkpoints.every_n_train_steps
 TOTAL_STEPS = 12
-RUN = [
-    "data.image_size=16",
-    "data.num_workers=2",  # the resumed sampler must skip what the workers had already loaded
-    "trainer.limit_train_batches=6",
-    "trainer.limit_val_batches=2",
-    "trainer.max_epochs=2",
-    "scheduler.warmup_epochs=0",
-    "logger=csv",
-    f"callbacks.checkpoints.every_n_train_steps={EVERY}",
-]
-
-
-def fault(name: str, **arguments: object) -> list[str]:
-    """Overrides that plug the test callback tests.helpers.`name` into a run."""
-    return [
-        f"+callbacks.fault._target_=tests.helpers.{name}",
-        *(f"+callbacks.fault.{k}={v}" for k, v in arguments.items()),
-    ]
+RUN = [*RESUMABLE_DIGITS, f"callbacks.checkpoints.every_n_train_steps={EVERY}"]
 
 
 def train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     return run_cli("cvkit-train", *RUN, *overrides, f"hydra.run.dir={run_dir}")
 
 
-def state(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
     """The final weights of the run without faults."""
     run_dir = tmp_path_factory.mktemp("straight")
-    result = train(run_dir)
-    assert result.returncode == 0, result.stdout[-3000:]
-    final = state(run_dir / "checkpoints" / "last.ckpt")
+    assert_exit(train(run_dir), 0)
+    final = final_checkpoint(run_dir)
     assert final["global_step"] == TOTAL_STEPS
     return final["state_dict"]
 
@@ -61,22 +43,21 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor
 def resume_to_the_end(run_dir: Path, straight: dict[str, torch.Tensor]) -> str:
     """Resume `run_dir` to the end; assert it ends with the straight run's weights. Returns its output."""
     result = train(run_dir, "resume=true")
-    assert result.returncode == 0, result.stdout[-3000:]
-    final = state(run_dir / "checkpoints" / "last.ckpt")
+    assert_exit(result, 0)
+    final = final_checkpoint(run_dir)
     assert final["global_step"] == TOTAL_STEPS
-    different = [key for key in straight if not torch.equal(straight[key], final["state_dict"][key])]
-    assert not different, f"weights differ from the uninterrupted run: {different[:5]}"
+    assert_same_weights(straight, final["state_dict"])
     return result.stdout
 
 
 def newest_step(run_dir: Path) -> int:
     """The step of the newest checkpoint in `run_dir` (0: none yet)."""
-    return max((state(path)["global_step"] for path in (run_dir / "checkpoints").glob("*.ckpt")), default=0)
+    return max((load_checkpoint(path)["global_step"] for path in (run_dir / "checkpoints").glob("*.ckpt")), default=0)
 
 
 @pytest.mark.parametrize("step", sorted(random.Random(10).sample(range(1, TOTAL_STEPS), 2)))
 def test_kill_9_between_saves_loses_at_most_the_steps_since_the_last_save(tmp_path: Path, straight, step) -> None:
-    killed = train(tmp_path, *fault("SignalAtStep", signal_name="SIGKILL", step=step))
+    killed = train(tmp_path, *plug(SignalAtStep, "fault", signal_name="SIGKILL", step=step))
     assert killed.returncode == -signal.SIGKILL
     assert step - newest_step(tmp_path) < EVERY  # lost: only the steps after the newest save
     output = resume_to_the_end(tmp_path, straight)
@@ -85,12 +66,14 @@ def test_kill_9_between_saves_loses_at_most_the_steps_since_the_last_save(tmp_pa
 
 
 def test_kill_9_during_a_save_leaves_every_checkpoint_whole(tmp_path: Path, straight) -> None:
-    killed = train(tmp_path, *fault("KillDuringSave", step=8))
+    killed = train(tmp_path, *plug(KillDuringSave, "fault", step=8))
     assert killed.returncode == -signal.SIGKILL
     folder = tmp_path / "checkpoints"
     partial = list(folder.glob("*.partial"))
     assert [path.name for path in partial] == ["step-00000008.ckpt.partial"]  # cut short, under another name
-    assert all(state(path)["global_step"] <= 6 for path in folder.glob("*.ckpt"))  # every named file reads
+    # Every named file reads, and the newest of them is the save before the kill (step 6).
+    saved = {path.name: load_checkpoint(path)["global_step"] for path in folder.glob("*.ckpt")}
+    assert "last.ckpt" in saved and max(saved.values()) == 6, saved
     output = resume_to_the_end(tmp_path, straight)
     assert "a checkpoint whose writing was cut short" in output
     assert not list(folder.glob("*.partial"))
@@ -98,12 +81,11 @@ def test_kill_9_during_a_save_leaves_every_checkpoint_whole(tmp_path: Path, stra
 
 @pytest.mark.parametrize(("signal_name", "exit_code"), [("SIGTERM", 143), ("SIGUSR1", 138)])
 def test_a_signal_mid_epoch_saves_that_step_and_exits_non_zero(tmp_path: Path, straight, signal_name, exit_code):
-    stopped = train(tmp_path, *fault("SignalAtStep", signal_name=signal_name, step=8))
-    assert stopped.returncode == exit_code, stopped.stdout[-3000:]
+    stopped = train(tmp_path, *plug(SignalAtStep, "fault", signal_name=signal_name, step=8))
     interrupted = tmp_path / "checkpoints" / "interrupted.ckpt"
-    assert f"stopped by {signal_name} at optimizer step 9" in stopped.stdout  # the step in progress ended
-    assert "Traceback" not in stopped.stdout
-    assert state(interrupted)["global_step"] == 9
+    # The step in progress ended, then the run saved it and stopped.
+    assert_exit(stopped, exit_code, f"stopped by {signal_name} at optimizer step 9", clean=True)
+    assert load_checkpoint(interrupted)["global_step"] == 9
     output = resume_to_the_end(tmp_path, straight)
     assert f"resuming from {interrupted}: saved at optimizer step 9" in output
 
@@ -122,13 +104,13 @@ def test_ctrl_c_to_the_process_group_saves_and_exits_130(tmp_path: Path, straigh
         output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output[-3000:]
     assert "stopped by SIGINT" in output and "Traceback" not in output
-    saved = state(tmp_path / "checkpoints" / "interrupted.ckpt")["global_step"]
+    saved = load_checkpoint(tmp_path / "checkpoints" / "interrupted.ckpt")["global_step"]
     assert EVERY <= saved < TOTAL_STEPS
     resume_to_the_end(tmp_path, straight)
 
 
 def test_a_truncated_newest_checkpoint_falls_back_to_the_next_newest(tmp_path: Path, straight) -> None:
-    assert train(tmp_path, *fault("SignalAtStep", signal_name="SIGTERM", step=8)).returncode == 143
+    assert_exit(train(tmp_path, *plug(SignalAtStep, "fault", signal_name="SIGTERM", step=8)), 143)
     interrupted = tmp_path / "checkpoints" / "interrupted.ckpt"
     data = interrupted.read_bytes()
     interrupted.write_bytes(data[: len(data) // 2])  # a copy cut short, a power loss
@@ -138,51 +120,47 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_next_newest(tmp_path: P
 
 
 def test_a_non_finite_loss_stops_at_that_step_with_exit_3(tmp_path: Path) -> None:
-    result = train(tmp_path, *fault("PoisonBatch", batch=3), "data.num_workers=0")
-    assert result.returncode == 3, result.stdout[-3000:]
-    assert "train/loss is nan at optimizer step 3 (epoch 0 counting from 0, batch 3)" in result.stdout
-    assert (
-        f"the last checkpoint written before it is {tmp_path / 'checkpoints' / 'step-00000002.ckpt'}" in result.stdout
+    result = train(tmp_path, *plug(PoisonBatch, "fault", batch=3), "data.num_workers=0")
+    assert_exit(
+        result,
+        3,
+        "train/loss is nan at optimizer step 3 (epoch 0 counting from 0, batch 3)",
+        f"the last checkpoint written before it is {tmp_path / 'checkpoints' / 'step-00000002.ckpt'}",
+        clean=True,
     )
-    assert "Traceback" not in result.stdout
-    report = json.loads((tmp_path / "metrics.json").read_text())
+    report = read_report(tmp_path)
     assert report["status"] == "failed" and report["metrics"] == {}
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()  # nothing saved after the NaN
 
 
 def test_sigterm_while_testing_after_training_exits_143(tmp_path: Path) -> None:
     # Lightning's own SIGTERM handler exits with status 0 here, as if the job had succeeded.
-    result = train(tmp_path, *fault("SignalInTest"), "data.test_fraction=0.2", "trainer.max_epochs=1")
-    assert result.returncode == 143, result.stdout[-3000:]
-    assert "stopped by SIGTERM during evaluation" in result.stdout and "Traceback" not in result.stdout
-    assert state(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 6  # training itself is complete
+    result = train(tmp_path, *plug(SignalInTest, "fault"), "data.test_fraction=0.2", "trainer.max_epochs=1")
+    assert_exit(result, 143, "stopped by SIGTERM during evaluation", clean=True)
+    assert final_checkpoint(tmp_path)["global_step"] == 6  # training itself is complete
 
 
 def test_a_non_finite_loss_is_skipped_when_configured(tmp_path: Path) -> None:
-    result = train(tmp_path, *fault("PoisonBatch", batch=3), "data.num_workers=0", "nonfinite_loss.action=skip")
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert (
-        "train/loss is nan at optimizer step 3 (epoch 0 counting from 0, batch 3): step skipped (1 of at most 10"
-        in (result.stdout)
-    )
-    final = state(tmp_path / "checkpoints" / "last.ckpt")
+    result = train(tmp_path, *plug(PoisonBatch, "fault", batch=3), "data.num_workers=0", "nonfinite_loss.action=skip")
+    skipped = "train/loss is nan at optimizer step 3 (epoch 0 counting from 0, batch 3): step skipped (1 of at most 10"
+    assert_exit(result, 0, skipped)
+    final = final_checkpoint(tmp_path)
     assert final["global_step"] == TOTAL_STEPS  # Lightning counts the skipped step; it had no gradients
     assert all(torch.isfinite(tensor).all() for tensor in final["state_dict"].values())  # no NaN update
-    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]["train/nonfinite_skipped"] == 1
+    assert read_report(tmp_path)["metrics"]["train/nonfinite_skipped"] == 1
 
 
 def test_a_step_longer_than_the_grace_period_exits_naming_the_newest_checkpoint(tmp_path: Path) -> None:
-    slow = [
-        "+callbacks.slow._target_=tests.helpers.SlowStepsFrom",
-        "+callbacks.slow.step=5",
-        "+callbacks.slow.seconds=5",
-    ]
+    slow = plug(SlowStepsFrom, "slow", step=5, seconds=5)
     grace = ["callbacks.checkpoints.grace_period_s=1", "data.num_workers=0"]
-    result = train(tmp_path, *fault("SignalAtStep", signal_name="SIGTERM", step=5), *slow, *grace)
-    assert result.returncode == 143, result.stdout[-3000:]
+    result = train(tmp_path, *plug(SignalAtStep, "fault", signal_name="SIGTERM", step=5), *slow, *grace)
     newest = tmp_path / "checkpoints" / "step-00000004.ckpt"
-    assert "no optimizer step ended within 1 s of SIGTERM: exiting without a new checkpoint; " in result.stdout
-    assert f"resume=true continues from {newest}" in result.stdout
+    assert_exit(
+        result,
+        143,
+        "no optimizer step ended within 1 s of SIGTERM: exiting without a new checkpoint; ",
+        f"resume=true continues from {newest}",
+    )
     assert not (tmp_path / "checkpoints" / "interrupted.ckpt").exists()
 
 

@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 
 def goyal_table() -> ModuleType:

@@ -1,34 +1,37 @@
 """Checks that need a CUDA GPU (skipped without one): run them on a GPU machine with ``pytest -m gpu``."""
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.test_fault_tolerance import RUN, fault, state, train
+from tests.helpers.callbacks import SignalAtStep, plug
+from tests.helpers.checkpoints import assert_same_weights, final_checkpoint, load_checkpoint
+from tests.helpers.cli import assert_exit, run_cli
+from tests.helpers.presets import RESUMABLE_DIGITS
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
 ON_GPU = ["trainer.accelerator=gpu", "trainer.precision=16-mixed", "trainer.deterministic=true"]
+# The workload of the CPU fault suite (tests/test_fault_tolerance.py), with a save every 2 steps.
+RUN = [*RESUMABLE_DIGITS, "callbacks.checkpoints.every_n_train_steps=2"]
+
+
+def train(run_dir: Path, *overrides: str):
+    return run_cli("cvkit-train", *RUN, *overrides, f"hydra.run.dir={run_dir}", gpu=True)
 
 
 def test_sigterm_then_resume_under_16_mixed_gives_the_same_weights(tmp_path: Path, monkeypatch) -> None:
     # fp16 autocast with its gradient scaler: the scaler's state must come back with the resume.
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, for bit-equal runs
-    monkeypatch.setitem(os.environ, "CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # one GPU, shown to the run (run_cli hides them otherwise)
     straight = tmp_path / "straight"
-    assert train(straight, *ON_GPU).returncode == 0
+    assert_exit(train(straight, *ON_GPU), 0)
     job = tmp_path / "job"
-    stopped = train(job, *ON_GPU, *fault("SignalAtStep", signal_name="SIGTERM", step=8))
-    assert stopped.returncode == 143, stopped.stdout[-3000:]
-    assert "native_amp_scaling_state" in state(job / "checkpoints" / "interrupted.ckpt")
-    assert train(job, *ON_GPU, "resume=true").returncode == 0
-    reference = state(straight / "checkpoints" / "last.ckpt")["state_dict"]
-    final = state(job / "checkpoints" / "last.ckpt")["state_dict"]
-    assert all(torch.equal(reference[key], final[key]) for key in reference)
-
-
-assert RUN  # the same workload as the CPU fault suite
+    stopped = train(job, *ON_GPU, *plug(SignalAtStep, "fault", signal_name="SIGTERM", step=8))
+    assert_exit(stopped, 143)
+    assert "native_amp_scaling_state" in load_checkpoint(job / "checkpoints" / "interrupted.ckpt")
+    assert_exit(train(job, *ON_GPU, "resume=true"), 0)
+    assert_same_weights(final_checkpoint(straight)["state_dict"], final_checkpoint(job)["state_dict"])

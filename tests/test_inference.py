@@ -22,8 +22,12 @@ from cvkit.errors import CvkitError
 from cvkit.export import export
 from cvkit.inference.inputs import find_images
 from cvkit.inference.loading import resolve_device
-from tests.conftest import REPO, export_cfg, run_cli, train_into
-from tests.test_cli import read_metrics
+from tests.helpers.checkpoints import final_checkpoint
+from tests.helpers.cli import assert_exit, run_cli, train_into
+from tests.helpers.configs import export_cfg
+from tests.helpers.logs import read_metrics
+from tests.helpers.paths import REPO
+from tests.helpers.presets import tiny_folder_classification
 
 VAL_IMAGES = 32  # the images the run validates on: limit_val_batches=2 of 16, in split order
 
@@ -31,24 +35,13 @@ VAL_IMAGES = 32  # the images the run validates on: limit_val_batches=2 of 16, i
 @pytest.fixture(scope="module")
 def classifier_run(bccd_cells: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("classifier") / "run"
-    train_into(
-        run_dir,
-        "data=imagefolder",
-        f"data.root={bccd_cells}",
-        "data.image_size=32",
-        "data.batch_size=16",
-        "data.num_workers=0",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=6",
-        "trainer.limit_val_batches=2",
-        "test_after_fit=false",
-    )
+    train_into(run_dir, *tiny_folder_classification(bccd_cells))
     return run_dir
 
 
 def val_paths(run_dir: Path) -> list[Path]:
     """The val images of the run, in the order it validated them."""
-    recorded = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["cvkit"]
+    recorded = final_checkpoint(run_dir)["cvkit"]
     datamodule = build_datamodule(OmegaConf.create(recorded["config"]))
     return datamodule.splits["val"].images.paths[:VAL_IMAGES]
 
@@ -98,8 +91,7 @@ def test_predict_cli_writes_top_k_and_skips_corrupt_images(classifier_run: Path,
     checkpoint = classifier_run / "checkpoints" / "last.ckpt"
     out = tmp_path / "out"
     result = run_cli("cvkit-predict", f"ckpt_path={checkpoint}", f"input={tmp_path / 'in'}", f"output={out}", "top_k=3")
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert "skipped 1 unreadable images" in result.stdout and "broken.jpg" in result.stdout
+    assert_exit(result, 0, "skipped 1 unreadable images", "broken.jpg")
     rows = list(csv.DictReader((out / "predictions.csv").read_text().splitlines()))
     assert [row["file"] for row in rows] == ["cell0.jpg", "cell1.jpg", "nested/cell2.jpg"]
     model = cvkit.load(checkpoint, device="cpu", top_k=3)
@@ -112,15 +104,14 @@ def test_predict_cli_writes_top_k_and_skips_corrupt_images(classifier_run: Path,
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.png").write_bytes(b"\x89PNG broken")
     failed = run_cli("cvkit-predict", f"ckpt_path={checkpoint}", f"input={tmp_path / 'bad'}", f"output={out}2")
-    assert failed.returncode == 2 and "none of the 1 images could be read" in failed.stdout
+    assert_exit(failed, 2, "none of the 1 images could be read")
 
 
 def test_onnx_export_matches_pytorch_and_records_the_input(classifier_run: Path, tmp_path: Path) -> None:
     checkpoint = classifier_run / "checkpoints" / "last.ckpt"
     output = tmp_path / "model.onnx"
     result = run_cli("cvkit-export", f"ckpt_path={checkpoint}", "format=onnx", f"output={output}")
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert "largest |difference|" in result.stdout and "on 4 images (tolerance 0.0001)" in result.stdout
+    assert_exit(result, 0, "largest |difference|", "on 4 images (tolerance 0.0001)")
     metadata = {p.key: p.value for p in onnx.load(str(output)).metadata_props}
     assert json.loads(metadata["class_names"]) == ["Platelets", "RBC", "WBC"]
     assert json.loads(metadata["image_size"]) == 32 and json.loads(metadata["mean"]) == [0.485, 0.456, 0.406]

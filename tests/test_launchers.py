@@ -4,33 +4,19 @@ cluster; Lightning takes ranks and addresses from the launcher, and the run has 
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import torch
+from tests.helpers.checkpoints import final_checkpoint
+from tests.helpers.cli import cli_env, console_script
+from tests.helpers.logs import read_summary
+from tests.helpers.network import free_port
+from tests.helpers.paths import REPO
+from tests.helpers.presets import DDP_CPU, SHORT_DIGITS
 
-from tests.conftest import REPO, cli_env, console_script
-
-RUN = [
-    "trainer=ddp",
-    "trainer.accelerator=cpu",
-    "trainer.devices=1",
-    "data.image_size=16",
-    "data.num_workers=0",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=2",
-    "logger=csv",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# One process per launched task (trainer.devices=1 each): 1 epoch of 3 steps.
+RUN = [*DDP_CPU, "trainer.devices=1", *SHORT_DIGITS, "trainer.max_epochs=1", "trainer.limit_train_batches=3"]
 
 
 def run_together(commands: list[list[str]], envs: list[dict[str, str]], timeout: float = 900) -> None:
@@ -45,10 +31,10 @@ def run_together(commands: list[list[str]], envs: list[dict[str, str]], timeout:
 
 
 def check_one_run_of_world_size_2(run_dir: Path) -> None:
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = read_summary(run_dir)
     assert (summary["world_size"], summary["num_nodes"] * summary["devices"]) == (2, 2)
     assert summary["global_batch_size"] == 2 * summary["per_device_batch_size"]
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert final_checkpoint(run_dir)["global_step"] == 3
     assert sorted(p.name for p in run_dir.parent.iterdir()) == [run_dir.name]  # no folder per process
     assert (run_dir / "train.log").is_file() and (run_dir / "train_rank1.log").is_file()
     assert (run_dir / ".hydra" / "config.yaml").is_file()  # written by rank 0 only

@@ -2,7 +2,7 @@
 
 import tomllib
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 
 def test_every_subpackage_is_listed_in_pyproject() -> None:

@@ -1,6 +1,5 @@
 """Segmentation end to end on the real CamVid set: cvkit-train as a user runs it, then cvkit-eval."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,37 +9,17 @@ from PIL import Image
 import cvkit
 from cvkit.builders import build_datamodule
 from cvkit.export import export
-from tests.conftest import compose_train, dataset, evaluate_val, export_cfg, run_cli, train_into
-from tests.test_cli import read_metrics, tensorboard_tags
-
-SHORT = [
-    "task=segmentation",
-    "data=camvid",
-    "backbone=unet",
-    "backbone.depth=3",
-    "backbone.base_width=16",
-    "data.image_size=[64,96]",
-    "data.batch_size=8",
-    "data.num_workers=0",
-    "optimizer=adamw",
-    "optimizer.lr=0.003",
-    "optimizer.base_batch_size=8",
-    "scheduler.warmup_epochs=0.2",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=30",
-    "trainer.limit_val_batches=4",
-]
-
-
-@pytest.fixture(scope="module")
-def camvid(data_root: Path) -> Path:
-    return dataset(data_root, "CamVid", "trainannot", "CamVid segmentation set")
+from tests.helpers.cli import assert_exit, evaluate_val, run_cli, train_into
+from tests.helpers.configs import compose_train, export_cfg
+from tests.helpers.datasets import CAMVID_IGNORE
+from tests.helpers.logs import read_metrics, read_report, tensorboard_tags
+from tests.helpers.presets import short_segmentation
 
 
 @pytest.fixture(scope="module")
 def camvid_run(camvid: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     run_dir = tmp_path_factory.mktemp("camvid") / "run"
-    return run_dir, train_into(run_dir, *SHORT, f"data.root={camvid}")
+    return run_dir, train_into(run_dir, *short_segmentation(camvid))
 
 
 def best_constant_miou(mask_files: list[Path], num_classes: int, ignore_index: int) -> float:
@@ -57,11 +36,11 @@ def test_short_camvid_run_beats_a_trivial_predictor(camvid_run: tuple[Path, str]
     run_dir, stdout = camvid_run
     metrics = read_metrics(run_dir)
     evaluated = sorted((camvid / "valannot").glob("*.png"))[:32]  # 4 val batches of 8, in file order
-    trivial = best_constant_miou(evaluated, num_classes=11, ignore_index=11)
+    trivial = best_constant_miou(evaluated, num_classes=11, ignore_index=CAMVID_IGNORE)
     assert trivial < 0.05
     assert metrics["val/miou"] > 2 * trivial, (metrics["val/miou"], trivial)
     assert metrics["val/pixel_acc"] > 0.4
-    report = json.loads((run_dir / "metrics.json").read_text())["val_per_class"]
+    report = read_report(run_dir)["val_per_class"]
     assert len(report) == 11 and set(report["Road"]) == {"iou", "dice", "support"}
     assert "val IoU per class" in stdout
     assert "val/segmentation/0" in tensorboard_tags(run_dir)["images"]
@@ -75,9 +54,9 @@ def test_eval_scores_at_the_original_mask_size(camvid_run: tuple[Path, str], cam
     for key in ("val/miou", "val/pixel_acc", "val/dice"):
         assert evaluated[key] == pytest.approx(trained[key], rel=1e-6), key
     # The counted pixels are those of the original masks (360 x 480), not of the 64 x 96 inputs.
-    per_class = json.loads((eval_dir / "metrics.json").read_text())["val_per_class"]
+    per_class = read_report(eval_dir)["val_per_class"]
     masks = [np.asarray(Image.open(p)) for p in sorted((camvid / "valannot").glob("*.png"))[:32]]
-    assert sum(row["support"] for row in per_class.values()) == sum(int((m != 11).sum()) for m in masks)
+    assert sum(row["support"] for row in per_class.values()) == sum(int((m != CAMVID_IGNORE).sum()) for m in masks)
 
 
 def test_predicted_masks_score_what_validation_scored(camvid_run: tuple[Path, str], camvid: Path) -> None:
@@ -89,8 +68,8 @@ def test_predicted_masks_score_what_validation_scored(camvid_run: tuple[Path, st
     results = model.predict(files, batch_size=8)
     truth = [np.asarray(Image.open(camvid / "valannot" / f"{path.stem}.png")) for path in files]
     assert all(found.mask.shape == mask.shape == (360, 480) for found, mask in zip(results, truth, strict=True))
-    correct = sum(int(((found.mask == mask) & (mask != 11)).sum()) for found, mask in zip(results, truth))
-    counted = sum(int((mask != 11).sum()) for mask in truth)
+    correct = sum(int(((found.mask == mask) & (mask != CAMVID_IGNORE)).sum()) for found, mask in zip(results, truth))
+    counted = sum(int((mask != CAMVID_IGNORE).sum()) for mask in truth)
     assert correct / counted == pytest.approx(read_metrics(run_dir)["val/pixel_acc"], abs=1e-4)
 
 
@@ -99,7 +78,7 @@ def test_predict_writes_masks_and_export_matches(camvid_run: tuple[Path, str], c
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     pattern = str(camvid / "val" / "0016E5_0796[13].jpg")
     result = run_cli("cvkit-predict", f"ckpt_path={checkpoint}", f"input='{pattern}'", f"output={tmp_path / 'out'}")
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert_exit(result, 0)
     written = sorted(p.name for p in (tmp_path / "out" / "masks").iterdir())
     assert written == ["0016E5_07961.png", "0016E5_07963.png"]
     mask = np.asarray(Image.open(tmp_path / "out" / "masks" / written[0]))

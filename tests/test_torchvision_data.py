@@ -1,13 +1,12 @@
 """data=mnist / fashion_mnist / cifar10: torchvision's sets read from its on-disk layout under data.root.
 
 No copy of these sets exists offline, so each test writes small files in torchvision's exact formats
-(tests/torchvision_files.py) and loads them through the real code: the Hydra config, TorchvisionDataModule,
+(tests/helpers/torchvision_files.py) and loads them through the real code: the Hydra config, TorchvisionDataModule,
 torchvision's own dataset classes and cvkit's loaders.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from urllib.error import URLError
 
@@ -19,8 +18,10 @@ import torchvision
 from cvkit.builders import build_datamodule
 from cvkit.data import TorchvisionDataModule
 from cvkit.errors import CvkitError
-from tests.conftest import compose_train, run_cli
-from tests.torchvision_files import (
+from tests.helpers.cli import assert_exit, run_cli
+from tests.helpers.configs import compose_train
+from tests.helpers.logs import read_metrics
+from tests.helpers.torchvision_files import (
     CIFAR10_LABEL_NAMES,
     CIFAR10_MD5_NOTE,
     write_cifar10_files,
@@ -219,6 +220,6 @@ def test_cvkit_train_runs_on_mnist_files(tmp_path: Path) -> None:
         cwd=tmp_path,
         timeout=300,
     )
-    assert result.returncode == 0, result.stdout[-4000:]
-    report = json.loads((run_dir / "metrics.json").read_text())
-    assert "test/acc" in report["metrics"] and 0.0 <= report["metrics"]["test/acc"] <= 1.0
+    assert_exit(result, 0)
+    metrics = read_metrics(run_dir)
+    assert "test/acc" in metrics and 0.0 <= metrics["test/acc"] <= 1.0

@@ -2,74 +2,60 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cvkit.builders import build_datamodule, build_trainer, task_class
 from cvkit.checkpoints import init_weights
 from cvkit.errors import CvkitError
 from cvkit.models import build_classifier
 from cvkit.train import train, training_plan
-from tests.conftest import compose_train
-
-SMALL = [
-    "data.image_size=16",
-    "data.batch_size=32",
-    "data.num_workers=0",
-    "trainer.limit_train_batches=12",
-    "optimizer.lr=0.8",
-    "scheduler.warmup_epochs=0",
-]
+from tests.helpers.callbacks import RecordFirstConv, StopAfterEpochs, plug
+from tests.helpers.checkpoints import assert_same_weights, final_checkpoint, load_checkpoint
+from tests.helpers.configs import compose_train
+from tests.helpers.logs import read_metrics, read_report, read_summary, tensorboard_scalars
+from tests.helpers.presets import LEARNING_DIGITS
 
 
 def test_digits_run_learns_and_writes_its_files(tmp_path: Path) -> None:
-    metrics, objects = train(compose_train(tmp_path, *SMALL, "trainer.max_epochs=3"))
+    metrics, objects = train(compose_train(tmp_path, *LEARNING_DIGITS, "trainer.max_epochs=3"))
     assert metrics["val/acc"] > 0.6  # 10 classes: chance is 0.1
     assert metrics["val/loss"] < 2.0
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert Path(objects["report"]["best_checkpoint"]).is_file()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-    written = json.loads((tmp_path / "metrics.json").read_text())
+    written = read_report(tmp_path)
     assert written["metrics"]["val/acc"] == pytest.approx(metrics["val/acc"])
     assert len(written["val_confusion_matrix"]) == 10
     assert set(written["val_per_class"]) == {str(d) for d in range(10)}
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = read_summary(tmp_path)
     assert summary["global_batch_size"] == 32 and summary["effective_lr"] == pytest.approx(0.8 * 32 / 256)
     assert summary["split_sizes"] == {"train": 1437, "val": 360}
 
 
-def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-
-
 def test_resume_gives_the_same_weights_as_training_straight(tmp_path: Path) -> None:
     # Workers and augmentation on: their randomness must also replay after the resume.
-    run = [*SMALL, "data.num_workers=2", "trainer.max_epochs=2", "seed=7"]
+    run = [*LEARNING_DIGITS, "data.num_workers=2", "trainer.max_epochs=2", "seed=7"]
     train(compose_train(tmp_path / "straight", *run))
     interrupted = tmp_path / "interrupted"
-    stop = ["+callbacks.stop._target_=tests.helpers.StopAfterEpochs", "+callbacks.stop.epochs=1"]
-    train(compose_train(interrupted, *run, *stop))
-    after_one_epoch = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=False)
+    train(compose_train(interrupted, *run, *plug(StopAfterEpochs, "stop", epochs=1)))
+    after_one_epoch = final_checkpoint(interrupted)
     assert after_one_epoch["epoch"] == 0 and after_one_epoch["cvkit_best"]["val_acc_best"] > 0
     train(compose_train(interrupted, *run, "resume=true"))
-    straight, resumed = final_weights(tmp_path / "straight"), final_weights(interrupted)
-    assert straight.keys() == resumed.keys()
-    different = [k for k in straight if not torch.equal(straight[k], resumed[k])]
-    assert not different, f"weights differ after resume: {different[:5]}"
-    assert json.loads((interrupted / "summary.json").read_text())["resumed_from"].endswith("last.ckpt")
+    assert_same_weights(
+        final_checkpoint(tmp_path / "straight")["state_dict"], final_checkpoint(interrupted)["state_dict"]
+    )
+    assert read_summary(interrupted)["resumed_from"].endswith("last.ckpt")
     # The best val accuracy spans the resume: the same as training straight through.
-    best = {
-        run: json.loads((tmp_path / run / "metrics.json").read_text())["metrics"]["val/acc_best"]
-        for run in ("straight", "interrupted")
-    }
+    best = {run: read_metrics(tmp_path / run)["val/acc_best"] for run in ("straight", "interrupted")}
     assert best["interrupted"] == pytest.approx(best["straight"], abs=1e-6)
 
 
 def test_best_metric_values_are_carried_over(tmp_path: Path) -> None:
-    cfg = compose_train(tmp_path, *SMALL)
+    cfg = compose_train(tmp_path, *LEARNING_DIGITS)
     datamodule = build_datamodule(cfg)
     plan = training_plan(cfg, datamodule, build_trainer(cfg, callbacks=[]))
     saved_from, restored = (task_class(cfg).from_config(cfg, datamodule, plan) for _ in range(2))
@@ -81,18 +67,18 @@ def test_best_metric_values_are_carried_over(tmp_path: Path) -> None:
 
 
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    train(compose_train(tmp_path, *SMALL, "trainer.max_epochs=1", "resume=true"))
+    train(compose_train(tmp_path, *LEARNING_DIGITS, "trainer.max_epochs=1", "resume=true"))
     assert "starting a fresh run" in caplog.text
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_init_from_loads_weights_and_reports_the_resized_head(tmp_path: Path, caplog) -> None:
-    train(compose_train(tmp_path, *SMALL, "trainer.max_epochs=1"))
+    train(compose_train(tmp_path, *LEARNING_DIGITS, "trainer.max_epochs=1"))
     checkpoint = tmp_path / "checkpoints" / "last.ckpt"
     model = build_classifier(family="resnet", name="resnet18", num_classes=3, image_size=16)
     missing, unexpected = init_weights(model, str(checkpoint))
     assert missing == ["fc.bias", "fc.weight"] and unexpected == []
-    trained = torch.load(checkpoint, weights_only=False)["state_dict"]
+    trained = load_checkpoint(checkpoint)["state_dict"]
     assert torch.equal(model.conv1.weight, trained["model.conv1.weight"])
 
 
@@ -106,32 +92,30 @@ def test_init_from_loads_weights_and_reports_the_resized_head(tmp_path: Path, ca
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, override: str, message: str) -> None:
-    with pytest.raises(CvkitError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        train(compose_train(tmp_path, *SMALL, override))
+    with pytest.raises(CvkitError, match=re.escape(message)):
+        train(compose_train(tmp_path, *LEARNING_DIGITS, override))
 
 
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
     fake = tmp_path / "model.ckpt"
     fake.write_text("not a checkpoint")
     with pytest.raises(CvkitError, match="is not a readable PyTorch checkpoint"):
-        train(compose_train(tmp_path, *SMALL, f"ckpt_path={fake}"))
+        train(compose_train(tmp_path, *LEARNING_DIGITS, f"ckpt_path={fake}"))
     torch.save({"weights": torch.zeros(1)}, fake)
     with pytest.raises(CvkitError, match="is not a Lightning checkpoint"):
-        train(compose_train(tmp_path, *SMALL, f"init_from={fake}"))
-
-
-def logged_lrs(run_dir: Path) -> list[tuple[int, float]]:
-    events = EventAccumulator(str(run_dir / "tensorboard"))
-    events.Reload()
-    return [(event.step, event.value) for event in events.Scalars("lr")]
+        train(compose_train(tmp_path, *LEARNING_DIGITS, f"init_from={fake}"))
 
 
 def test_global_batch_size_sets_the_per_device_batch_and_the_step_count(tmp_path: Path) -> None:
     cfg = compose_train(
-        tmp_path, *SMALL, "data.global_batch_size=64", "trainer.accumulate_grad_batches=2", "trainer.max_epochs=2"
+        tmp_path,
+        *LEARNING_DIGITS,
+        "data.global_batch_size=64",
+        "trainer.accumulate_grad_batches=2",
+        "trainer.max_epochs=2",
     )
     _, objects = train(cfg)
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = read_summary(tmp_path)
     assert (summary["per_device_batch_size"], summary["global_batch_size"]) == (32, 64)
     assert summary["effective_lr"] == pytest.approx(0.8 * 64 / 256)
     assert summary["steps_per_epoch"] == 6 and summary["total_steps"] == 12  # 12 batches / 2 per step
@@ -139,12 +123,11 @@ def test_global_batch_size_sets_the_per_device_batch_and_the_step_count(tmp_path
 
 
 def test_resume_with_another_global_batch_keeps_the_schedule_in_epochs(tmp_path: Path, caplog) -> None:
-    run = [*SMALL, "trainer.max_epochs=3", "scheduler=cosine", "scheduler.warmup_epochs=0"]
-    stop = ["+callbacks.stop._target_=tests.helpers.StopAfterEpochs", "+callbacks.stop.epochs=1"]
-    train(compose_train(tmp_path, *run, *stop))
+    run = [*LEARNING_DIGITS, "trainer.max_epochs=3", "scheduler=cosine", "scheduler.warmup_epochs=0"]
+    train(compose_train(tmp_path, *run, *plug(StopAfterEpochs, "stop", epochs=1)))
     train(compose_train(tmp_path, *run, "resume=true", "trainer.accumulate_grad_batches=2"))
     assert "resumed with another global batch: 32 (peak lr 0.1) -> 64 (peak lr 0.2)" in caplog.text
-    lrs = logged_lrs(tmp_path)
+    lrs = tensorboard_scalars(tmp_path, "lr")
     first_after_resume = next(lr for step, lr in lrs if step >= 12)
     # cosine over 3 epochs at epoch 1.0: 0.5 * (1 + cos(pi / 3)) = 0.75 of the new peak LR 0.2
     assert first_after_resume == pytest.approx(0.2 * 0.75, rel=1e-4)
@@ -156,14 +139,14 @@ def test_logged_lr_has_the_warmup_shape(tmp_path: Path) -> None:
     train(
         compose_train(
             tmp_path,
-            *SMALL,
+            *LEARNING_DIGITS,
             "trainer.max_epochs=2",
             "scheduler=constant",
             "scheduler.warmup_epochs=1",
             "scheduler.warmup_start_factor=0.25",
         )
     )
-    lrs = [lr for _, lr in logged_lrs(tmp_path)]
+    lrs = [lr for _, lr in tensorboard_scalars(tmp_path, "lr")]
     peak = 0.8 * 32 / 256
     expected = [peak * (0.25 + 0.75 * step / 12) for step in range(12)] + [peak] * 12
     assert lrs == pytest.approx(expected)
@@ -176,24 +159,24 @@ def test_logged_lr_has_the_warmup_shape(tmp_path: Path) -> None:
 def test_precision_and_channels_last_reach_the_model(tmp_path: Path, precision, channels_last, dtype) -> None:
     # On a CPU Lightning runs 16-mixed as bf16-mixed (fp16 autocast is GPU-only). Few steps: bf16
     # convolutions are slow on CPUs without bf16 instructions.
-    record = ["+callbacks.record._target_=tests.helpers.RecordFirstConv"]
+    record = plug(RecordFirstConv, "record")
     options = [f"trainer.precision={precision}", f"channels_last={channels_last}", "trainer.max_epochs=1"]
     few = ["trainer.limit_train_batches=4", "trainer.limit_val_batches=2"]
-    metrics, _ = train(compose_train(tmp_path, *SMALL, *options, *few, *record))
+    metrics, _ = train(compose_train(tmp_path, *LEARNING_DIGITS, *options, *few, *record))
     seen = json.loads((tmp_path / "first_conv.json").read_text())
     assert seen == {"output_dtype": dtype, "channels_last_input": channels_last}
     assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["val/loss"])
     ran_as = "bf16-mixed" if precision == "16-mixed" else precision
-    assert json.loads((tmp_path / "summary.json").read_text())["precision"] == ran_as
+    assert read_summary(tmp_path)["precision"] == ran_as
 
 
 @pytest.mark.parametrize(("limit", "accumulate"), [(1.0, 3), (0.3, 2), (7, 1)])
 def test_the_planned_steps_per_epoch_are_the_loaders(tmp_path: Path, limit, accumulate, caplog) -> None:
     # The schedule counts in the planned steps (cvkit.batching); Lightning counts the loader's batches.
     options = [f"trainer.limit_train_batches={limit}", f"trainer.accumulate_grad_batches={accumulate}"]
-    cfg = compose_train(tmp_path, *SMALL, *options, "trainer.max_epochs=1", "trainer.limit_val_batches=1")
+    cfg = compose_train(tmp_path, *LEARNING_DIGITS, *options, "trainer.max_epochs=1", "trainer.limit_val_batches=1")
     _, objects = train(cfg)
     trainer = objects["trainer"]
-    planned = json.loads((tmp_path / "summary.json").read_text())["steps_per_epoch"]
+    planned = read_summary(tmp_path)["steps_per_epoch"]
     assert planned == math.ceil(trainer.num_training_batches / accumulate) == trainer.global_step
     assert "the schedule counts" not in caplog.text

@@ -12,15 +12,13 @@ from pycocotools.coco import COCO
 
 from cvkit.data import CocoSegmentationDataModule
 from cvkit.errors import CvkitError
-from tests.conftest import compose_train, dataset
-from tests.data.test_segmentation_data import CAMVID_CLASSES, MEAN, RESIZE, SMALL
+from tests.helpers.configs import compose_train
+from tests.helpers.datasets import CAMVID_CLASSES, CAMVID_IGNORE
+from tests.helpers.datasets import IMAGENET_MEAN as MEAN
+from tests.helpers.datasets import RESIZE_TO_TEST_SIZE as RESIZE
+from tests.helpers.datasets import SEGMENTATION_TEST_SIZE as SMALL
 
 CATEGORY_IDS = [10 * (index + 1) for index in range(len(CAMVID_CLASSES))]  # 10, 20, ..., 110: not 0..K-1
-
-
-@pytest.fixture(scope="module")
-def camvid_root(data_root: Path) -> Path:
-    return dataset(data_root, "CamVid", "trainannot", "CamVid segmentation set")
 
 
 def uncompressed_rle(region: np.ndarray) -> dict:
@@ -44,7 +42,7 @@ def write_camvid_coco(root: Path, split: str, stems: list[str], path: Path) -> N
     for number, stem in enumerate(stems):
         mask = np.asarray(Image.open(root / f"{split}annot" / f"{stem}.png"))
         images.append({"id": 100 + number, "file_name": f"{stem}.jpg", "height": mask.shape[0], "width": mask.shape[1]})
-        for index in np.unique(mask[mask != 11]).tolist():
+        for index in np.unique(mask[mask != CAMVID_IGNORE]).tolist():
             encode = compressed_rle if number % 2 == 0 else uncompressed_rle
             annotations.append(
                 {
@@ -64,12 +62,12 @@ def stems(root: Path, split: str, count: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def camvid_coco(camvid_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def camvid_coco(camvid: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("coco_seg")
     files = {}
     for split, count in (("train", 3), ("val", 2)):
-        write_camvid_coco(camvid_root, split, stems(camvid_root, split, count), folder / f"{split}.json")
-        files |= {f"{split}_images": str(camvid_root / split), f"{split}_annotations": str(folder / f"{split}.json")}
+        write_camvid_coco(camvid, split, stems(camvid, split, count), folder / f"{split}.json")
+        files |= {f"{split}_images": str(camvid / split), f"{split}_annotations": str(folder / f"{split}.json")}
     return files
 
 
@@ -80,24 +78,27 @@ def coco_seg(files: dict[str, str], **kwargs) -> CocoSegmentationDataModule:
     return module
 
 
-def test_rle_annotations_draw_the_original_masks(camvid_coco: dict[str, str], camvid_root: Path) -> None:
+def test_rle_annotations_draw_the_original_masks(camvid_coco: dict[str, str], camvid: Path) -> None:
     module = coco_seg(camvid_coco, background=None)
     assert module.class_names == CAMVID_CLASSES and module.split_sizes() == {"train": 3, "val": 2}
     for split in ("train", "val"):
         dataset = module.make_dataset(split, train=False)
-        for index, stem in enumerate(stems(camvid_root, split, 2)):
-            original = np.asarray(Image.open(camvid_root / f"{split}annot" / f"{stem}.png")).astype(np.int64)
-            expected = np.where(original == 11, 255, original)  # unlabelled pixels: no annotation -> ignored
+        for index, stem in enumerate(stems(camvid, split, 2)):
+            original = np.asarray(Image.open(camvid / f"{split}annot" / f"{stem}.png")).astype(np.int64)
+            expected = np.where(original == CAMVID_IGNORE, 255, original)  # unlabelled pixels: no annotation -> ignored
             np.testing.assert_array_equal(dataset[index].mask.numpy(), expected)
     images, masks = next(iter(module.train_dataloader()))
     assert images.shape == (2, 3, *SMALL) and masks.shape == (2, *SMALL)
     counts = module.class_pixel_counts("val")
-    originals = [np.asarray(Image.open(camvid_root / "valannot" / f"{s}.png")) for s in stems(camvid_root, "val", 2)]
-    assert counts.tolist() == np.bincount(np.concatenate([m[m != 11] for m in originals]), minlength=11).tolist()
+    originals = [np.asarray(Image.open(camvid / "valannot" / f"{s}.png")) for s in stems(camvid, "val", 2)]
+    assert (
+        counts.tolist()
+        == np.bincount(np.concatenate([m[m != CAMVID_IGNORE] for m in originals]), minlength=11).tolist()
+    )
 
 
-def test_polygons_overlaps_and_background_match_pycocotools(camvid_root: Path, tmp_path: Path) -> None:
-    stem = stems(camvid_root, "train", 1)[0]
+def test_polygons_overlaps_and_background_match_pycocotools(camvid: Path, tmp_path: Path) -> None:
+    stem = stems(camvid, "train", 1)[0]
     height, width = 360, 480
     square = [[40.0, 30.0, 200.0, 30.0, 200.0, 150.0, 40.0, 150.0]]
     triangle = [[150.0, 100.0, 300.0, 100.0, 225.0, 250.0]]
@@ -113,7 +114,7 @@ def test_polygons_overlaps_and_background_match_pycocotools(camvid_root: Path, t
     }
     path = tmp_path / "train.json"
     path.write_text(json.dumps(content))
-    files = {"train_images": str(camvid_root / "train"), "train_annotations": str(path)}
+    files = {"train_images": str(camvid / "train"), "train_annotations": str(path)}
     module = coco_seg({**files, "val_images": files["train_images"], "val_annotations": str(path)})
     assert module.class_names == ["background", "person", "car"]
 

@@ -9,19 +9,9 @@ from cvkit.data.batches import Unreadable
 from cvkit.data.classification.datasets import ClassificationDataset, collate_skipping_unreadable
 from cvkit.data.images import CorruptImageError
 from cvkit.errors import CvkitError
+from tests.helpers.datasets import corrupt_files, make_folder
 
 RESIZE = [{"_target_": "albumentations.Resize", "height": 32, "width": 32}]
-
-
-def make_folder(bccd_cells: Path, root: Path, per_class: int = 6, splits=("train", "val")) -> Path:
-    """A small image folder of real BCCD cell crops."""
-    for split in splits:
-        for class_dir in sorted((bccd_cells / split).iterdir()):
-            target = root / split / class_dir.name
-            target.mkdir(parents=True)
-            for image in sorted(class_dir.iterdir())[:per_class]:
-                shutil.copy(image, target / image.name)
-    return root
 
 
 def datamodule(root: Path, **kwargs) -> ImageFolderDataModule:
@@ -45,14 +35,6 @@ def test_loads_classes_and_splits(bccd_cells: Path, tmp_path: Path) -> None:
     assert module.split_sizes() == {"train": 18, "val": 18, "test": 18}
     images, _ = next(iter(module.train_dataloader()))
     assert images.shape == (4, 3, 32, 32)
-
-
-def corrupt_files(folder: Path, real: Path) -> dict[str, Path]:
-    files = {"empty": folder / "empty.jpg", "text": folder / "notes.png", "truncated": folder / "cut.jpg"}
-    files["empty"].write_bytes(b"")
-    files["text"].write_text("not an image")
-    files["truncated"].write_bytes(real.read_bytes()[: real.stat().st_size // 3])
-    return files
 
 
 def test_unreadable_images_are_skipped_with_a_warning_naming_them(

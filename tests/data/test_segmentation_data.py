@@ -11,20 +11,14 @@ from PIL import Image
 from cvkit.data import MaskFolderDataModule, VOCSegmentationDataModule
 from cvkit.data.images import CorruptImageError
 from cvkit.errors import CvkitError
-from tests.conftest import compose_train, dataset
+from tests.helpers.configs import compose_train
+from tests.helpers.datasets import CAMVID_CLASSES, CAMVID_IGNORE
+from tests.helpers.datasets import IMAGENET_MEAN as MEAN
+from tests.helpers.datasets import IMAGENET_STD as STD
+from tests.helpers.datasets import RESIZE_TO_TEST_SIZE as RESIZE
+from tests.helpers.datasets import SEGMENTATION_TEST_SIZE as SMALL
 
-CAMVID_CLASSES = [
-    "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
-]  # fmt: skip
-MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-SMALL = [48, 64]  # [height, width]
 FLIP = [{"_target_": "albumentations.HorizontalFlip", "p": 1.0}]
-RESIZE = [{"_target_": "albumentations.Resize", "height": SMALL[0], "width": SMALL[1]}]
-
-
-@pytest.fixture(scope="module")
-def camvid_root(data_root: Path) -> Path:
-    return dataset(data_root, "CamVid", "trainannot", "CamVid segmentation set")
 
 
 def camvid_folders(root: Path) -> dict[str, str]:
@@ -52,44 +46,44 @@ def masks(**kwargs) -> MaskFolderDataModule:
 
 
 @pytest.fixture(scope="module")
-def camvid(camvid_root: Path) -> MaskFolderDataModule:
-    return masks(**camvid_folders(camvid_root), class_names=CAMVID_CLASSES, ignore_index=11)
+def camvid_masks(camvid: Path) -> MaskFolderDataModule:
+    return masks(**camvid_folders(camvid), class_names=CAMVID_CLASSES, ignore_index=CAMVID_IGNORE)
 
 
 def read_mask(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
-def test_camvid_config_composes_and_loads(camvid_root: Path, tmp_path: Path) -> None:
-    cfg = compose_train(tmp_path, "data=camvid", f"data.root={camvid_root}", "data.num_workers=0")
+def test_camvid_config_composes_and_loads(camvid: Path, tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, "data=camvid", f"data.root={camvid}", "data.num_workers=0")
     module = instantiate(cfg.data, _recursive_=False)
     module.setup()
     assert module.split_sizes() == {"train": 367, "val": 101} and not module.has_split("test")
-    assert module.class_names == CAMVID_CLASSES and module.num_classes == 11 and module.ignore_index == 11
+    assert module.class_names == CAMVID_CLASSES and module.num_classes == 11 and module.ignore_index == CAMVID_IGNORE
     assert module.image_size == (352, 480) and module.mean == MEAN and module.std == STD
-    assert str(camvid_root) in module.describe()
+    assert str(camvid) in module.describe()
     images, labels = next(iter(module.train_dataloader()))  # the default augmentations end at image_size
     assert images.shape == (8, 3, 352, 480) and labels.shape == (8, 352, 480)
 
 
-def test_train_batch_has_the_documented_shapes(camvid: MaskFolderDataModule) -> None:
-    images, labels = next(iter(camvid.train_dataloader()))
+def test_train_batch_has_the_documented_shapes(camvid_masks: MaskFolderDataModule) -> None:
+    images, labels = next(iter(camvid_masks.train_dataloader()))
     assert images.dtype == torch.float32 and images.shape == (4, 3, *SMALL)
     assert labels.dtype == torch.int64 and labels.shape == (4, *SMALL)
     assert set(labels.unique().tolist()) <= set(range(12)) and len(labels.unique()) > 3
 
 
-def test_eval_batch_keeps_the_original_masks(camvid: MaskFolderDataModule) -> None:
-    images, labels = next(iter(camvid.val_dataloader()))
+def test_eval_batch_keeps_the_original_masks(camvid_masks: MaskFolderDataModule) -> None:
+    images, labels = next(iter(camvid_masks.val_dataloader()))
     assert images.dtype == torch.float32 and images.shape == (4, 3, *SMALL)
     assert isinstance(labels, list) and len(labels) == 4
-    for label, record in zip(labels, camvid.splits["val"]):
+    for label, record in zip(labels, camvid_masks.splits["val"]):
         assert label.dtype == torch.int64 and label.shape == (360, 480)
         assert np.array_equal(label.numpy(), read_mask(record.mask))
 
 
-def test_a_flip_flips_image_and_mask_together(camvid_root: Path) -> None:
-    module = masks(**camvid_folders(camvid_root), num_classes=11, ignore_index=11, train_transforms=FLIP)
+def test_a_flip_flips_image_and_mask_together(camvid: Path) -> None:
+    module = masks(**camvid_folders(camvid), num_classes=11, ignore_index=CAMVID_IGNORE, train_transforms=FLIP)
     record = module.splits["train"][0]
     image, label, _ = module.make_dataset("train", train=True)[0]
     assert torch.equal(label, torch.from_numpy(np.fliplr(read_mask(record.mask)).astype(np.int64)))
@@ -98,20 +92,20 @@ def test_a_flip_flips_image_and_mask_together(camvid_root: Path) -> None:
     assert image.shape == (3, 360, 480) and torch.allclose(image, expected, atol=1e-4)
 
 
-def test_explicit_folders_per_split(camvid_root: Path, tmp_path: Path) -> None:
+def test_explicit_folders_per_split(camvid: Path, tmp_path: Path) -> None:
     for name, folder in (("img", "train"), ("ann", "trainannot")):
         (tmp_path / name).mkdir()
-        for path in sorted((camvid_root / folder).iterdir())[:3]:
+        for path in sorted((camvid / folder).iterdir())[:3]:
             shutil.copy(path, tmp_path / name)
     module = masks(
-        train_images=str(camvid_root / "val"),
-        train_masks=str(camvid_root / "valannot"),
+        train_images=str(camvid / "val"),
+        train_masks=str(camvid / "valannot"),
         val_images=str(tmp_path / "img"),
         val_masks=str(tmp_path / "ann"),
         test_images=str(tmp_path / "img"),
         test_masks=str(tmp_path / "ann"),
         num_classes=11,
-        ignore_index=11,
+        ignore_index=CAMVID_IGNORE,
     )
     assert module.split_sizes() == {"train": 101, "val": 3, "test": 3}
     assert module.class_names == [str(index) for index in range(11)]

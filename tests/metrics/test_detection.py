@@ -1,20 +1,14 @@
-import contextlib
-import copy
-import faulthandler
-import io
 import json
-import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from cvkit.metrics import CocoEvaluator
+from tests.helpers.coco import cocoeval_stats
+from tests.helpers.network import free_port, gloo_group
 
 CLASSES = ("RBC", "WBC", "Platelets")
 CATEGORY_IDS = (3, 7, 11)  # non-contiguous on purpose: label i is category CATEGORY_IDS[i - 1]
@@ -78,21 +72,6 @@ def evaluated(ground_truth: dict, ids: list[int], **kwargs: float) -> CocoEvalua
     return evaluator
 
 
-def pycocotools_stats(ground_truth: dict, results: list[dict], ids: list[int] | None) -> list[float]:
-    """COCOeval's 12 bbox stats for `results` over images `ids` (None: all), computed without cvkit."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = copy.deepcopy(ground_truth)
-        coco.createIndex()
-        coco_eval = COCOeval(coco, coco.loadRes(copy.deepcopy(results)), iouType="bbox")
-        if ids is not None:
-            coco_eval.params.imgIds = sorted(ids)
-        coco_eval.evaluate()
-        coco_eval.accumulate()
-        coco_eval.summarize()
-    return [float(value) for value in coco_eval.stats]
-
-
 def test_perfect_predictions_score_one(ground_truth: dict) -> None:
     evaluator = evaluated(ground_truth, image_ids(ground_truth))
     metrics = evaluator.compute()
@@ -107,10 +86,10 @@ def test_shifted_and_missing_boxes_equal_pycocotools(ground_truth: dict) -> None
     ids = image_ids(ground_truth)
     evaluator = evaluated(ground_truth, ids, shift=0.2, drop_every=3)
     metrics = evaluator.compute()
-    assert list(metrics.values()) == pycocotools_stats(ground_truth, evaluator.results(), ids)
+    assert list(metrics.values()) == cocoeval_stats(ground_truth, evaluator.results(), ids)
     assert 0.1 < metrics["map"] < 0.9
     # Re-scoring the written predictions gives the same numbers: no precision lost on the way to JSON.
-    assert pycocotools_stats(ground_truth, json.loads(json.dumps(evaluator.results())), ids) == list(metrics.values())
+    assert cocoeval_stats(ground_truth, json.loads(json.dumps(evaluator.results())), ids) == list(metrics.values())
     per_class = evaluator.per_class_ap()
     assert list(per_class) == list(CLASSES)
     assert sum(c["ap"] for c in per_class.values()) / len(CLASSES) == pytest.approx(metrics["map"], abs=1e-12)
@@ -121,11 +100,11 @@ def test_only_the_evaluated_images_count(ground_truth: dict) -> None:
     evaluator = evaluated(ground_truth, ids, shift=0.2, drop_every=3)
     metrics = evaluator.compute()
     results = evaluated(ground_truth, ids, shift=0.2, drop_every=3).results()
-    assert list(metrics.values()) == pycocotools_stats(ground_truth, results, ids)
+    assert list(metrics.values()) == cocoeval_stats(ground_truth, results, ids)
     # ground_truth.json + predictions.json, re-scored as anyone would (all their images), agree too.
     written = json.loads(json.dumps(evaluator.evaluated_ground_truth()))
     assert sorted(image["id"] for image in written["images"]) == sorted(ids)
-    assert list(metrics.values()) == pycocotools_stats(written, results, None)
+    assert list(metrics.values()) == cocoeval_stats(written, results, None)
 
 
 def test_no_predictions_score_zero(ground_truth: dict) -> None:
@@ -165,27 +144,16 @@ def test_bad_inputs_are_named(ground_truth: dict) -> None:
         evaluator.compute()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def gather_worker(rank: int, port: int, ground_truth: dict, ids: list[int], out: Path) -> None:
     """One of two gloo ranks: evaluate half of `ids` (plus the other half's first image, as DistributedSampler's
     padding does), gather, and write what this rank computes."""
-    faulthandler.dump_traceback_later(60, exit=True)  # a hung rank fails the test with its traceback
-    torch.set_num_threads(1)  # as DataLoader workers do: OpenMP threads the parent used are gone after fork
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
+    with gloo_group(rank, port):
         half = len(ids) // 2
         mine = ids[:half] if rank == 0 else [*ids[half:], ids[0]]
         evaluator = evaluated(ground_truth, mine, shift=0.2, drop_every=3)
         evaluator.gather()
         metrics = evaluator.compute()
         (out / f"rank{rank}.json").write_text(json.dumps({"metrics": metrics, "results": evaluator.results()}))
-    finally:
-        dist.destroy_process_group()
 
 
 def test_gather_over_two_gloo_ranks_equals_one_process(ground_truth: dict, tmp_path: Path) -> None:

@@ -1,18 +1,16 @@
-import faulthandler
 import json
 import math
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, jaccard_score
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from cvkit.metrics import SegmentationConfusion, segmentation_report
+from tests.helpers.network import free_port, gloo_group
 
 CLASSES = 5  # targets use 0..2, predictions 0..3 (class 3 only predicted), class 4 occurs nowhere
 IGNORE = 255
@@ -157,21 +155,10 @@ def test_bad_inputs_are_named() -> None:
         metric.compute()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def sync_worker(rank: int, port: int, out: Path) -> None:
     """One of two gloo ranks: count every other batch, compute (torchmetrics sums the ranks), save the result."""
-    faulthandler.dump_traceback_later(60, exit=True)  # a hung rank fails the test with its traceback
-    torch.set_num_threads(1)  # as DataLoader workers do: OpenMP threads the parent used are gone after fork
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
+    with gloo_group(rank, port):
         torch.save(accumulated(masks()[rank::2]), out / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_gloo_ranks_equal_one_process(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from torchvision.models import detection
 from cvkit.errors import CvkitError
 from cvkit.models.coco_detectors import build_coco_detector
 from cvkit.models.detectors import ForegroundRetinaNet
+from tests.helpers.configs import compose_train
 
 SMALL = {"min_size": 64, "max_size": 96, "score_thresh": 0.0, "anchor_sizes": None}
 
@@ -68,7 +69,6 @@ def test_unsupported_combinations_and_files_are_named(tmp_path: Path) -> None:
 def test_the_task_config_reaches_the_coco_detector(tmp_path: Path, bccd_voc: Path) -> None:
     from cvkit.builders import build_datamodule
     from cvkit.models import detection_network
-    from tests.conftest import compose_train
 
     path, _ = coco_file(tmp_path, detection.fasterrcnn_resnet50_fpn)
     overrides = ["task=detection", "data=voc", f"data.root={bccd_voc}", "backbone.name=resnet50"]

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from cvkit.errors import CvkitError
 from cvkit.models.segmenters import UNet, build_segmenter
+from tests.helpers.steps import sgd_step
 
 UNET = {"family": "unet", "depth": 3, "base_width": 8}
 WIDTHS = [256, 128, 64, 32, 16]  # configs/task/segmentation.yaml's model.decoder_widths
@@ -57,13 +58,9 @@ def test_every_family_trains_a_step_at_the_input_size(backbone: dict, decoder: s
     size = (96, 112) if backbone["family"] in ("inception", "vit") else (48, 80)
     model = build_segmenter(backbone=backbone, num_classes=4, decoder=decoder, decoder_widths=WIDTHS)
     images, masks = torch.rand(2, 3, *size), torch.randint(0, 4, (2, *size))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     logits = model(images)
     assert logits.shape == (2, 4, *size)
-    loss = F.cross_entropy(logits, masks)
-    loss.backward()
-    optimizer.step()
-    assert torch.isfinite(loss)
+    sgd_step(model, F.cross_entropy(logits, masks))  # a finite loss whose step changes the weights
 
 
 def test_bad_decoder_settings_are_named() -> None:

@@ -1,4 +1,8 @@
-"""Callbacks that tests plug into real runs through the callbacks config group."""
+"""Lightning callbacks that tests plug into real runs (in the test process or a console script) through the
+callbacks config group: :func:`plug` gives the overrides. They inject faults (signals, kills, NaN batches, a
+full disk, slow steps) or record what the run did (its shard, what the first convolution sees)."""
+
+from __future__ import annotations
 
 import json
 import os
@@ -8,6 +12,14 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+
+
+def plug(callback: type[pl.Callback], key: str | None = None, **arguments: object) -> list[str]:
+    """The overrides that add `callback` (a class of this module) with `arguments` to a run's callbacks, as
+    ``callbacks.<key>`` (default: the class name, so that several callbacks can be plugged in at once)."""
+    key = key or callback.__name__
+    target = f"{callback.__module__}.{callback.__qualname__}"
+    return [f"+callbacks.{key}._target_={target}", *(f"+callbacks.{key}.{name}={v}" for name, v in arguments.items())]
 
 
 class StopAfterEpochs(pl.Callback):

@@ -1,0 +1,50 @@
+"""The real datasets under the data root (``--data-root`` / CVKIT_DATA), what the tests know of them, and small
+copies of them that tests build (and damage) in their temporary folders."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+def dataset(data_root: Path, name: str, marker: str, what: str) -> Path:
+    """The real dataset `name` under the data root, or a skip that says which is missing."""
+    path = data_root / name
+    if not (path / marker).is_dir():
+        pytest.skip(f"{path} ({what}) not found under the data root")
+    return path
+
+
+# CamVid (SegNet's copy): 11 classes; its masks mark unlabelled pixels with 11.
+CAMVID_CLASSES = [
+    "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
+]  # fmt: skip
+CAMVID_IGNORE = 11
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+# The training size of the segmentation data-module tests ([height, width]), and the transform to it.
+SEGMENTATION_TEST_SIZE = [48, 64]
+RESIZE_TO_TEST_SIZE = [
+    {"_target_": "albumentations.Resize", "height": SEGMENTATION_TEST_SIZE[0], "width": SEGMENTATION_TEST_SIZE[1]}
+]
+
+
+def make_folder(bccd_cells: Path, root: Path, per_class: int = 6, splits=("train", "val")) -> Path:
+    """A small image folder (``root/split/class/*.jpg``) of the first `per_class` real BCCD cell crops."""
+    for split in splits:
+        for class_dir in sorted((bccd_cells / split).iterdir()):
+            target = root / split / class_dir.name
+            target.mkdir(parents=True)
+            for image in sorted(class_dir.iterdir())[:per_class]:
+                shutil.copy(image, target / image.name)
+    return root
+
+
+def corrupt_files(folder: Path, real: Path) -> dict[str, Path]:
+    """Three unreadable images in `folder`: an empty file, a text file and `real` cut to a third."""
+    files = {"empty": folder / "empty.jpg", "text": folder / "notes.png", "truncated": folder / "cut.jpg"}
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("not an image")
+    files["truncated"].write_bytes(real.read_bytes()[: real.stat().st_size // 3])
+    return files
