@@ -42,7 +42,8 @@ from cvkit.console import write_json
 from cvkit.data.transforms import parse_image_size
 from cvkit.inference.export import write_onnx
 from cvkit.models import build_classifier
-from cvkit.models.segmenters import build_segmenter
+from cvkit.models.segmenters import UNet
+from cvkit.task_kinds import task_kind
 
 CPU_BACKENDS = ("eager", "compile", "onnxruntime")
 GPU_BACKENDS = ("eager", "amp", "channels_last", "compile")
@@ -57,7 +58,7 @@ def backbone_model(spec: str, image_size: int) -> tuple[str, nn.Module, tuple[in
     config = OmegaConf.to_container(OmegaConf.load(str(path)))
     config.update(pretrained=False, weights=None, **({"name": name} if name else {}))
     if family == "unet":
-        model = build_segmenter(backbone=config, num_classes=21)
+        model = UNet(21, depth=config["depth"], base_width=config["base_width"])
         return f"unet d{config['depth']} w{config['base_width']}", model, (image_size, image_size)
     return config["name"], build_classifier(**config, num_classes=1000, image_size=image_size), (image_size, image_size)
 
@@ -65,7 +66,7 @@ def backbone_model(spec: str, image_size: int) -> tuple[str, nn.Module, tuple[in
 def checkpoint_model(path: str) -> tuple[str, nn.Module, tuple[int, int]]:
     """The trained network of a cvkit classification or segmentation checkpoint, at its input size."""
     predictor = cvkit.load(path, device="cpu")
-    if predictor.kind == "detection":
+    if not task_kind(predictor.kind).export.batched:
         raise SystemExit("--checkpoint: detectors take lists of images of any size; benchmark their backbone instead")
     return f"{Path(path).name} ({predictor.describe()})", predictor.model, parse_image_size(predictor.image_size)
 

@@ -46,13 +46,12 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from cvkit.builders import build_datamodule, build_trainer, fit_batch_to_world, task_class
+from cvkit.builders import build_datamodule, build_trainer, build_training_plan, fit_batch_to_world, task_class
 from cvkit.config import validate
 from cvkit.console import write_json
 from cvkit.models import build_classifier
 from cvkit.optim import build_optimizer
 from cvkit.tasks.class_weights import class_weights_from
-from cvkit.train import training_plan
 
 warnings.filterwarnings("ignore", ".*could not find the monitored key.*")  # no validation, by design
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -118,7 +117,7 @@ def run_cvkit(cfg: DictConfig) -> Run:
     timer = EpochTimer()
     trainer.callbacks.append(timer)
     fit_batch_to_world(datamodule, trainer)
-    task = task_class(cfg).from_config(cfg, datamodule, training_plan(cfg, datamodule, trainer))
+    task = task_class(cfg).from_config(cfg, datamodule, build_training_plan(cfg, datamodule, trainer))
     trainer.fit(task, datamodule=datamodule)
     return timer.run
 
@@ -135,7 +134,8 @@ def run_plain(cfg: DictConfig) -> Run:
     world = SimpleNamespace(
         world_size=1, accumulate_grad_batches=1, max_epochs=cfg.trainer.max_epochs, limit_train_batches=None
     )
-    plan = training_plan(cfg, datamodule, world)
+    fit_batch_to_world(datamodule, world)
+    plan = build_training_plan(cfg, datamodule, world)
     loader = datamodule.train_dataloader()
     optimizer = build_optimizer(model, plan.optimizer, plan.lr.effective_lr)
     epochs = int(cfg.trainer.max_epochs)

@@ -19,7 +19,7 @@ Exit status 0 when there are no cycles, no layer violations and no disallowed ki
 (``--no-fail``: always 0); 2 for a usage error.
 
     python scripts/structure.py                          # the repo's src/cvkit
-    python scripts/structure.py --allow cvkit.task_records --json structure.json
+    python scripts/structure.py --allow cvkit.task_kinds --json structure.json
     python scripts/structure.py --root path/to/src --graph --no-fail
 """
 

@@ -1,5 +1,6 @@
-"""Batch and step arithmetic of a distributed run, as pure functions (dependency-free: the data, the
-optimisation and the run summary all count with them).
+"""Batch and step arithmetic of a distributed run, as pure functions without dependencies: the per-device batch
+a global batch gives (:func:`cvkit.builders.fit_batch_to_world`), and the optimizer steps per epoch the
+schedule counts in (:func:`cvkit.optim.plan_training`).
 
 Example: 10,000 training images on 4 devices with 64 images each and 2 accumulation steps: each rank
 sees ceil(10000 / 4) = 2500 images = 39 full batches (the last partial batch is dropped), which make

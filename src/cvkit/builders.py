@@ -18,6 +18,7 @@ from cvkit.batching import per_device_batch_size
 from cvkit.callbacks.checkpointing import AtomicCheckpointIO
 from cvkit.data.base import BaseDataModule
 from cvkit.errors import CvkitError
+from cvkit.optim import TrainingPlan, plan_training
 from cvkit.tasks import BaseTask
 
 DATA_CONFIGS = files("cvkit.configs").joinpath("data")
@@ -38,6 +39,11 @@ def task_class(cfg: DictConfig) -> type[BaseTask]:
     return get_class(cfg.task._target_)
 
 
+def task_classes(base: type[BaseTask] = BaseTask) -> list[type[BaseTask]]:
+    """Every task class there is (those of cvkit.tasks, and any other imported subclass of `base`)."""
+    return [task for child in base.__subclasses__() for task in (child, *task_classes(child))]
+
+
 def build_datamodule(cfg: DictConfig) -> BaseDataModule:
     """Instantiate ``cfg.data`` (transform lists stay config; the module builds its pipelines), check that it
     serves the task of ``cfg.task`` before any data is read, and load it."""
@@ -45,10 +51,11 @@ def build_datamodule(cfg: DictConfig) -> BaseDataModule:
     task = task_class(cfg)
     if not isinstance(datamodule, task.data_module):
         given = next((c for c in type(datamodule).__mro__ if BaseDataModule in c.__bases__), type(datamodule))
+        served = [other.kind for other in task_classes() if isinstance(datamodule, other.data_module)]
         raise CvkitError(
             f"task={task.kind} needs {task.kind} data (a {task.data_module.__name__}), but data "
             f"({type(datamodule).__name__}) is a {given.__name__}; choose one of "
-            f"data={'|'.join(data_configs_for(task.data_module))}"
+            f"data={'|'.join(data_configs_for(task.data_module))}" + "".join(f", or task={kind}" for kind in served)
         )
     datamodule.setup("fit")
     return datamodule
@@ -67,7 +74,7 @@ def data_config_class(name: str) -> type:
     if "_target_" in content:
         return get_class(content._target_)
     parents = [entry for entry in content.get("defaults", []) if isinstance(entry, str) and entry != "_self_"]
-    return next((data_config_class(parent) for parent in parents), object)
+    return next((found for found in map(data_config_class, parents) if found is not object), object)
 
 
 def check_launcher(num_nodes: int) -> None:
@@ -103,3 +110,18 @@ def fit_batch_to_world(datamodule: BaseDataModule, trainer: pl.Trainer) -> None:
     if datamodule.global_batch_size is not None:
         world, accumulation = trainer.world_size, trainer.accumulate_grad_batches
         datamodule.batch_size = per_device_batch_size(datamodule.global_batch_size, world, accumulation)
+
+
+def build_training_plan(cfg: DictConfig, datamodule: BaseDataModule, trainer: pl.Trainer) -> TrainingPlan:
+    """The run's optimizer, effective LR, schedule and steps per epoch (:func:`cvkit.optim.plan_training`) for its
+    data, at the per-device batch :func:`fit_batch_to_world` set, and its trainer's world."""
+    return plan_training(
+        OmegaConf.to_container(cfg.optimizer, resolve=True),
+        OmegaConf.to_container(cfg.scheduler, resolve=True),
+        train_samples=datamodule.split_sizes()["train"],
+        per_device_batch_size=datamodule.batch_size,
+        world_size=trainer.world_size,
+        accumulate_grad_batches=trainer.accumulate_grad_batches,
+        max_epochs=trainer.max_epochs,
+        limit_train_batches=trainer.limit_train_batches,
+    )

@@ -60,7 +60,7 @@ class RunRecord:
     class_names: list[str]
     config: dict[str, Any]
     overrides: list[str] = field(default_factory=list)
-    lr_plan: dict[str, Any] = field(default_factory=dict)
+    lr_plan: dict[str, Any] = field(default_factory=dict)  # LRPlan.as_dict(): how the effective LR was derived
     image_size: Any = None
     mean: list[float] | None = None
     std: list[float] | None = None

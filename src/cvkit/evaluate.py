@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from cvkit.builders import build_datamodule, build_trainer, task_class
+from cvkit.builders import build_datamodule, build_trainer, fit_batch_to_world, task_class
 from cvkit.callbacks import ExitOnSignal, progress_bar
 from cvkit.checkpoints import RunRecord, load_checkpoint
 from cvkit.config import validate
@@ -25,6 +25,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if record is not None:
         record.check_classes(datamodule.class_names, datamodule.describe())
     trainer = build_trainer(cfg, callbacks=[progress_bar(), ExitOnSignal()])
+    fit_batch_to_world(datamodule, trainer)
     task = task_class(cfg).from_config(cfg, datamodule)
     metrics: dict[str, float] = {}
     for split in cfg.get("splits", ["val", "test"]):

@@ -8,16 +8,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from cvkit.builders import build_datamodule, build_trainer, fit_batch_to_world, task_class
+from cvkit.builders import build_datamodule, build_trainer, build_training_plan, fit_batch_to_world, task_class
 from cvkit.checkpoints import init_weights, resolve_resume, run_checkpoints
 from cvkit.config import validate
 from cvkit.console import print_table, write_json
-from cvkit.data.base import BaseDataModule
 from cvkit.distributed import stop_other_ranks
 from cvkit.errors import Interrupted, TrainingFailed
-from cvkit.optim import TrainingPlan, plan_training
 from cvkit.summary import run_summary, scalar_metrics, write_report
 
 log = logging.getLogger(__name__)
@@ -39,7 +37,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg)
     fit_batch_to_world(datamodule, trainer)
-    plan = training_plan(cfg, datamodule, trainer)
+    plan = build_training_plan(cfg, datamodule, trainer)
     task = task_class(cfg).from_config(cfg, datamodule, plan, recorded_overrides())
     if cfg.get("init_from"):
         init_weights(task.model, cfg.init_from)
@@ -67,20 +65,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if trainer.is_global_zero:
         write_report(run_dir, report, task, "cvkit results", {**metrics, "best checkpoint": best_path or "-"})
     return metrics, {"cfg": cfg, "datamodule": datamodule, "task": task, "trainer": trainer, "report": report}
-
-
-def training_plan(cfg: DictConfig, datamodule: BaseDataModule, trainer: pl.Trainer) -> TrainingPlan:
-    """The run's optimizer, effective LR, schedule and steps per epoch, for its data and its trainer's world."""
-    return plan_training(
-        OmegaConf.to_container(cfg.optimizer, resolve=True),
-        OmegaConf.to_container(cfg.scheduler, resolve=True),
-        train_samples=datamodule.split_sizes()["train"],
-        per_device_batch_size=datamodule.batch_size,
-        world_size=trainer.world_size,
-        accumulate_grad_batches=trainer.accumulate_grad_batches,
-        max_epochs=trainer.max_epochs,
-        limit_train_batches=trainer.limit_train_batches,
-    )
 
 
 def stopped(err: TrainingFailed | Interrupted, trainer: pl.Trainer, run_dir: Path) -> None:

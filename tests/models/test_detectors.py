@@ -114,3 +114,13 @@ def test_loaded_weights_freeze_batchnorm_unless_told_otherwise(tmp_path) -> None
     told = detector(detector="fcos", backbone={**RESNET, "weights": str(weights)}, num_classes=3, freeze_bn=False)
     assert frozen_norms(told) == 0
     assert frozen_norms(detector(detector="fcos", backbone=RESNET, num_classes=3)) == 0
+
+
+def test_a_task_model_config_without_a_knob_or_with_an_unknown_one_is_named() -> None:
+    from cvkit.models import detection_network
+
+    without = {key: value for key, value in OPTIONS.items() if key != "max_size"}
+    with pytest.raises(CvkitError, match=r"task.model has no \['max_size'\]"):
+        detection_network(RESNET, without, 3, None, False)
+    with pytest.raises(CvkitError, match="task.model.max_sise is not an option of this network"):
+        detection_network(RESNET, {**OPTIONS, "max_sise": 800}, 3, None, False)

@@ -8,10 +8,9 @@ import pytest
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from cvkit.builders import build_datamodule, build_trainer, task_class
+from cvkit.builders import build_datamodule, build_trainer, build_training_plan, task_class
 from cvkit.errors import CvkitError
 from cvkit.tasks.class_weights import class_weights_from
-from cvkit.train import training_plan
 from tests.helpers.configs import compose_train
 
 
@@ -38,7 +37,7 @@ def test_balanced_equals_scikit_learn_on_the_train_labels(cells) -> None:
 
 
 def test_the_task_gets_the_balanced_weights_of_the_train_split(cells_cfg, cells) -> None:
-    plan = training_plan(cells_cfg, cells, build_trainer(cells_cfg, callbacks=[]))
+    plan = build_training_plan(cells_cfg, cells, build_trainer(cells_cfg, callbacks=[]))
     task = task_class(cells_cfg).from_config(cells_cfg, cells, plan)
     labels = np.asarray(cells.splits["train"].labels)
     expected = compute_class_weight("balanced", classes=np.arange(cells.num_classes), y=labels)

@@ -36,7 +36,11 @@ __all__ = sorted(PUBLIC)
 def __getattr__(name: str) -> Any:
     if name not in PUBLIC:
         raise AttributeError(f"module 'cvkit.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(PUBLIC[name]), name)
+    try:
+        module = importlib.import_module(PUBLIC[name])
+    except AttributeError as err:  # raised while importing it: not "no such name", which would hide it
+        raise ImportError(f"importing {PUBLIC[name]} (for cvkit.data.{name}) failed: {err}") from err
+    return getattr(module, name)
 
 
 def __dir__() -> list[str]:

@@ -54,16 +54,18 @@ class Batch(tuple):
         return Batch(apply_to_collection(tuple(self), torch.Tensor, torch.Tensor.pin_memory), self.unreadable)
 
 
-def read_or_skip(read: Callable[[], T], index: int, strict: bool, image_id: int | None = None) -> T | Unreadable:
+def read_or_skip(
+    read: Callable[[], T], index: int, strict: bool, image_id: int | None = None, what: str = "image"
+) -> T | Unreadable:
     """``read()`` for sample `index`; when it raises :class:`CorruptImageError`, raise it under `strict`, else
-    warn naming the file and its reason and return the sample's :class:`Unreadable` (with its detection
-    `image_id`)."""
+    warn naming the file (an "image" or a "mask": `what`) and its reason and return the sample's
+    :class:`Unreadable` (with its detection `image_id`)."""
     try:
         return read()
     except CorruptImageError as err:
         if strict:
             raise
-        log.warning("skipping unreadable image %s: %s", err.path, err.reason)
+        log.warning("skipping unreadable %s %s: %s", what, err.path, err.reason)
         return Unreadable(index, str(err.path), image_id)
 
 

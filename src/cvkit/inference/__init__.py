@@ -12,6 +12,16 @@ from cvkit.inference.predictor import (
     SegmenterPredictor,
 )
 
+
+def __getattr__(name: str) -> object:
+    """``cvkit.inference.load``, imported on first use (it reads the task table, which imports this package)."""
+    if name == "load":
+        from cvkit.inference.loading import load
+
+        return load
+    raise AttributeError(f"module 'cvkit.inference' has no attribute {name!r}")
+
+
 __all__ = [
     "ClassScores",
     "ClassifierPredictor",
@@ -20,4 +30,5 @@ __all__ = [
     "Predictor",
     "SegmentationMask",
     "SegmenterPredictor",
+    "load",
 ]

@@ -82,7 +82,7 @@ class BaseTask(pl.LightningModule):
         self.record = record
         self.channels_last = channels_last
         self.resumed_schedule: Mapping[str, Any] | None = None
-        self.nonfinite = NonfiniteLossGuard(**nonfinite_loss)
+        self.nonfinite = NonfiniteLossGuard.from_config(nonfinite_loss)
         self.counting: dict[str, ImageCount] = {}  # this rank's counts of the evaluation in progress
         self.image_counts: dict[str, dict[str, Any]] = {}  # the last evaluation of each split, for the report
         if channels_last:
@@ -127,7 +127,7 @@ class BaseTask(pl.LightningModule):
             plan=plan,
             record=record,
             channels_last=bool(cfg.channels_last),
-            nonfinite_loss=OmegaConf.to_container(cfg.nonfinite_loss),
+            nonfinite_loss=OmegaConf.to_container(cfg.nonfinite_loss) if cfg.nonfinite_loss is not None else None,
         )
 
     @classmethod
@@ -243,12 +243,12 @@ class BaseTask(pl.LightningModule):
 
     def on_train_start(self) -> None:
         loader_steps = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
-        if loader_steps != self.plan.steps_per_epoch:
-            log.warning(
-                "the schedule counts %d optimizer steps per epoch, but the train loader gives %d: the LR curve "
-                "is stretched accordingly (cvkit.batching.optimizer_steps_per_epoch does not match this loader)",
-                self.plan.steps_per_epoch, loader_steps,
-            )  # fmt: skip
+        if loader_steps != self.plan.steps_per_epoch:  # the schedule would end early, or never
+            raise CvkitError(
+                f"the schedule counts {self.plan.steps_per_epoch} optimizer steps per epoch "
+                f"(cvkit.batching.optimizer_steps_per_epoch), but the train loader gives {loader_steps}: a data "
+                "module whose train_dataloader does not batch as cvkit's base data module does cannot be scheduled"
+            )
         if self.resumed_schedule:
             self.continue_schedule(self.resumed_schedule)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -29,6 +31,15 @@ class NonfiniteLossGuard:
         self.action = action
         self.max_skipped = int(max_skipped)
         self.skipped = 0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> NonfiniteLossGuard:
+        """The guard of the ``nonfinite_loss`` config (``{action, max_skipped}``), or a CvkitError naming its keys."""
+        if not isinstance(config, Mapping) or set(config) != {"action", "max_skipped"}:
+            raise CvkitError(
+                f"nonfinite_loss must be {{action: stop|skip, max_skipped: N}}, got {config!r} (see configs/train.yaml)"
+            )
+        return cls(config["action"], config["max_skipped"])
 
     def snapshot(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """Copies of `model`'s floating-point buffers (BatchNorm's running mean and variance) when steps may be

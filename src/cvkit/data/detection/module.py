@@ -128,7 +128,7 @@ class DetectionDataModule(BaseDataModule):
     1..K for the K class names, and set :attr:`label_to_category` where their category ids are not 1..K.
 
     Loaders, sampling, mid-epoch resume and ``global_batch_size`` are those of
-    :class:`~cvkit.data.base.BaseDataModule`; the batch format is in this module's docstring.
+    :class:`~cvkit.data.base.BaseDataModule`; the batch format is in the docstring of its package.
     """
 
     name = "detection"
@@ -207,8 +207,3 @@ class DetectionDataModule(BaseDataModule):
                 )
         names = [{"id": category, "name": name} for category, name in zip(categories, self.class_names)]
         return {"images": images, "annotations": annotations, "categories": names}
-
-    def box_counts(self, split: str = "train") -> np.ndarray:
-        """Training boxes per class (index label - 1)."""
-        labels = [record.labels[record.train] for record in self._split(split)]
-        return np.bincount(np.concatenate([*labels, np.zeros(0, np.int64)]) - 1, minlength=self.num_classes)

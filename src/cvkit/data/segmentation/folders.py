@@ -13,8 +13,6 @@ from cvkit.errors import CvkitError, few
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-
 
 def files_by_stem(folder: Path, key: str) -> dict[str, Path]:
     """The image files directly in `folder` (config key `key`), by file stem; two files with one stem are

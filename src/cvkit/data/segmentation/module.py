@@ -101,7 +101,7 @@ class SegmentationDataset(Dataset):
 
 
 def collate_segmentation(samples: list[Sample | Unreadable]) -> Batch:
-    """``(images, masks)`` of the samples that could be read, as the module docstring describes (an empty
+    """``(images, masks)`` of the samples that could be read, as the package docstring describes (an empty
     batch if none could), naming the others in ``batch.unreadable``."""
     kept, unreadable = split_unreadable(samples)
     if not kept:
@@ -124,7 +124,7 @@ class SegmentationDataModule(BaseDataModule):
     ``image_size`` is the network's input size, [height, width] (an int: a square); ``ignore_index`` the
     mask value left out of the loss and the metrics (not a class index). Loaders, sampling, mid-epoch
     resume and ``global_batch_size`` are those of :class:`~cvkit.data.base.BaseDataModule`; the batch
-    format is in this module's docstring.
+    format is in the docstring of its package.
     """
 
     name = "segmentation"
@@ -190,7 +190,7 @@ class SegmentationDataModule(BaseDataModule):
         return self.class_pixel_counts(split)
 
     def _count_pixels(self, position: int, record: SegmentationRecord) -> np.ndarray:
-        mask = read_or_skip(lambda: read_mask(record.mask), position, self.strict)
+        mask = read_or_skip(lambda: read_mask(record.mask), position, self.strict, what="mask")
         if isinstance(mask, Unreadable):
             return np.zeros(self.num_classes, np.int64)
         check_mask_values(mask, record.mask, self.num_classes, self.ignore_index)
