@@ -28,7 +28,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     fit_batch_to_world(datamodule, trainer)
     task = task_class(cfg).from_config(cfg, datamodule)
     metrics: dict[str, float] = {}
-    for split in cfg.get("splits", ["val", "test"]):
+    for split in cfg.splits:
         if not datamodule.has_split(split):
             continue
         run = trainer.validate if split == "val" else trainer.test

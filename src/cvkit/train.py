@@ -32,16 +32,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     validate(cfg)
     run_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
-    resume_from = resolve_resume(cfg.get("ckpt_path"), bool(cfg.get("resume")), run_dir)
+    resume_from = resolve_resume(cfg.ckpt_path, bool(cfg.resume), run_dir)
 
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg)
     fit_batch_to_world(datamodule, trainer)
     plan = build_training_plan(cfg, datamodule, trainer)
     task = task_class(cfg).from_config(cfg, datamodule, plan, recorded_overrides())
-    if cfg.get("init_from"):
+    if cfg.init_from:
         init_weights(task.model, cfg.init_from)
-    if cfg.get("compile"):
+    if cfg.compile:
         task.model.compile()
 
     summary = {**run_summary(cfg.backbone.name, datamodule, task, plan, trainer, run_dir), "resumed_from": resume_from}
@@ -57,7 +57,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         raise
     metrics = scalar_metrics(trainer.callback_metrics)
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if datamodule.has_split("test") and cfg.get("test_after_fit", True):
+    if datamodule.has_split("test") and cfg.test_after_fit:
         trainer.test(task, datamodule=datamodule, ckpt_path="best" if best_path else None, verbose=False)
         metrics.update(scalar_metrics(trainer.callback_metrics))
 

@@ -35,7 +35,7 @@ class UNet(nn.Module):
     contracting path's map of the same resolution (skip connection). Padded convolutions, and an input
     padded to a multiple of 2**depth (the padding cropped off the output), so any size works."""
 
-    def __init__(self, num_classes: int, depth: int = 4, base_width: int = 64, in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int, depth: int, base_width: int, in_channels: int = 3) -> None:
         super().__init__()
         if depth < 1 or base_width < 1:
             raise CvkitError(f"backbone: U-Net needs depth >= 1 and base_width >= 1, got {depth} and {base_width}")
