@@ -86,7 +86,7 @@ def test_init_from_loads_weights_and_reports_the_resized_head(tmp_path: Path, ca
     ("override", "message"),
     [
         ("trainer.max_epochs=abc", "trainer.max_epochs='abc' is not valid: it must be an integer"),
-        ("data.batch_size=0", "data.batch_size must be a positive integer"),
+        ("data.batch_size=0", "data.batch_size=0 is not valid: it must be above 0, e.g. data.batch_size=64"),
         ("ckpt_path=/nonexistent/run/last.ckpt", "ckpt_path: /nonexistent/run/last.ckpt does not exist"),
         ("task.class_weights=[1,2]", "task.class_weights must be null, 'balanced' or a list of 10 numbers"),
     ],

@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from cvkit.config import check_config_dirs, merge_overrides
+from cvkit.config import check_config_dirs, merge_overrides, validate
 from cvkit.distributed import job_scope, rank_overrides, use_job_command_for_ddp_children
 from cvkit.errors import CvkitError
 
@@ -40,8 +40,10 @@ def _reporting_errors(job: Callable[[DictConfig], Any]) -> Callable[[DictConfig]
 
 @_reporting_errors
 def _train(cfg: DictConfig) -> float | None:
+    validate(cfg)  # before the training stack is imported: a bad value answers at once
     from cvkit.train import train
 
+    use_job_command_for_ddp_children()
     with job_scope():
         metrics, _ = train(cfg)
     return metrics.get(cfg.task.monitor)
@@ -92,7 +94,6 @@ def _checkpoint_file_argument(argument: str) -> str:
 
 def train_main() -> None:
     _check_arguments()
-    use_job_command_for_ddp_children()
     sys.argv = rank_overrides(sys.argv)
     hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")(_train)()
 

@@ -26,14 +26,28 @@ TYPED_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
+# Typed keys whose value must also be above zero.
+POSITIVE_KEYS = (
+    "trainer.max_epochs",
+    "trainer.num_nodes",
+    "trainer.accumulate_grad_batches",
+    "data.batch_size",
+    "optimizer.lr",
+    "optimizer.base_batch_size",
+)
+
+
 def validate(cfg: DictConfig) -> None:
-    """Fail with the key, the value and an example when a typed key holds the wrong kind of value."""
+    """Fail with the key, the value and an example when a typed key holds the wrong kind of value, or a value
+    that must be above zero is not. Needs nothing but the config: the CLI calls it before torch is imported."""
     for key, (types, example) in TYPED_KEYS.items():
         value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, types):
             raise CvkitError(f"{key}={value!r} is not valid: it must be {example}")
+        if key in POSITIVE_KEYS and value <= 0:
+            raise CvkitError(f"{key}={value!r} is not valid: it must be above 0, e.g. {example.split('e.g. ')[-1]}")
 
 
 # Recorded training overrides that never carry over into an evaluation.

@@ -5,6 +5,9 @@ re-runs ``sys.argv`` with ``hydra.run.dir`` set to the run-dir *pattern*: in a `
 whole new sweep in every child process, writing to other folders. cvkit replaces that command with the
 current job's own overrides, in single-run mode, into the job's own output dir, so that every process of
 a job, in a sweep or not, works in the one run dir.
+
+torch and Lightning are imported inside the functions that use them: the CLI imports this module before
+Hydra has parsed the command line, and ``--help`` or a config error must not wait for them.
 """
 
 from __future__ import annotations
@@ -13,15 +16,15 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
-from pytorch_lightning.strategies.launchers import subprocess_script
-from pytorch_lightning.trainer.connectors.signal_connector import _get_sigkill_signal
 
 import __main__
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 
 def child_command(local_rank: int) -> tuple[Sequence[str], str]:
@@ -66,6 +69,8 @@ def job_scope() -> Iterator[None]:
     try:
         yield
     finally:
+        import torch
+
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         for name, value in before.items():
@@ -94,6 +99,8 @@ def rank_overrides(argv: Sequence[str]) -> list[str]:
 
 def use_job_command_for_ddp_children() -> None:
     """Make Lightning start DDP child processes with :func:`child_command`."""
+    from pytorch_lightning.strategies.launchers import subprocess_script
+
     subprocess_script._hydra_subprocess_cmd = child_command
 
 
@@ -101,6 +108,9 @@ def stop_other_ranks(trainer: pl.Trainer) -> None:
     """End the DDP processes this process started (one-node runs, where cvkit's rank 0 launches the others):
     after an error on this rank alone they would wait at the next collective until its timeout. Lightning
     does this itself only for Ctrl-C. Under torchrun or srun the launcher ends the others."""
+    from pytorch_lightning.strategies.launchers import subprocess_script
+    from pytorch_lightning.trainer.connectors.signal_connector import _get_sigkill_signal
+
     launcher = trainer.strategy.launcher
     if isinstance(launcher, subprocess_script._SubprocessScriptLauncher) and trainer.is_global_zero:
         launcher.kill(_get_sigkill_signal())
