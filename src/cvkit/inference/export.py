@@ -17,10 +17,9 @@ import torch
 from torch import nn
 
 from cvkit.errors import CvkitError
-from cvkit.inference.forms import ExportForm
+from cvkit.inference.forms import FORMATS, ExportForm
 from cvkit.inference.predictor import Predictor
 
-FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 Outputs = Any  # one array, or a tuple of arrays (detectors)
+FORMATS = ("onnx", "torchscript")  # every format cvkit exports to; a form offers all or some of them
 
 
 class DetectorOutputs(nn.Module):
@@ -79,7 +80,7 @@ class ExportForm:
     tolerance: float
     difference: Callable[[Sequence[Outputs], Sequence[Outputs]], float]
     wrap: Callable[[nn.Module], nn.Module] = field(default=lambda model: model)
-    formats: tuple[str, ...] = ("onnx", "torchscript")
+    formats: tuple[str, ...] = FORMATS
     not_offered: str = ""
 
 
