@@ -1,7 +1,15 @@
-"""Reading image files, and telling a readable image from a corrupt one."""
+"""Reading image files, and telling a readable image from a corrupt one.
+
+Complete JPEG and PNG files are decoded by OpenCV, which gives the same pixels as PIL (both use
+libjpeg-turbo and libpng) in a third to a half of the time; every other file, and any file OpenCV
+refuses or that looks cut short, is decoded by PIL, whose errors say what is wrong. Files are read as
+stored: EXIF orientation is not applied, by either decoder.
+"""
 
 from __future__ import annotations
 
+import io
+import os
 import warnings
 from pathlib import Path
 
@@ -10,9 +18,25 @@ from PIL import Image, UnidentifiedImageError
 
 from cvkit.errors import CvkitError
 
+# OpenCV refuses images above this many pixels, as PIL does (PIL's decompression-bomb limit); it reads the
+# variable once, at its first decode.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(Image.MAX_IMAGE_PIXELS))
+import cv2
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-# Decoding failures PIL raises for empty, truncated or non-image files.
-DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
+# Decoding failures PIL raises for empty, truncated, non-image or too large files.
+DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
+# The first and last bytes of a complete JPEG (SOI ... EOI) and PNG (signature ... IEND chunk).
+COMPLETE_FILES = ((b"\xff\xd8", b"\xff\xd9"), (b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"))
+RGB_AS_STORED = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+# OpenCV's JPEG decode at 1/2, 1/4, 1/8 scale (in the DCT, so 2-8x less work), largest first.
+REDUCED_JPEG = (
+    (8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+    (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+    (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+)
+
+cv2.setNumThreads(0)  # loader workers decode in parallel already; OpenCV's own threads would oversubscribe
 
 
 class CorruptImageError(CvkitError):
@@ -31,12 +55,59 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def read_rgb(path: Path | str) -> np.ndarray:
-    """Decode an image file to an HxWx3 uint8 RGB array; raises CorruptImageError if it cannot."""
+def read_rgb(path: Path | str, min_side: int | None = None) -> np.ndarray:
+    """Decode an image file to an HxWx3 uint8 RGB array; raises CorruptImageError if it cannot.
+
+    With `min_side`, a JPEG whose shorter side is at least twice `min_side` is decoded at the smallest of
+    1/2, 1/4 or 1/8 scale that keeps its shorter side at least `min_side` pixels (other files at full size).
+    """
+    try:
+        with open(path, "rb") as file:
+            data = np.frombuffer(file.read(), dtype=np.uint8)
+    except OSError as err:
+        raise CorruptImageError(path, str(err) or type(err).__name__) from err
+    if looks_complete(data):
+        try:
+            image = cv2.imdecode(data, RGB_AS_STORED | reduction(data, min_side))
+        except (cv2.error, *DECODE_ERRORS):  # e.g. over the pixel limit: PIL names the fault
+            image = None
+        if image is not None:
+            return image
+    return read_with_pil(path, data, min_side)
+
+
+def looks_complete(data: np.ndarray) -> bool:
+    """Whether `data` starts and ends as a whole JPEG or PNG file does (OpenCV decodes a cut-off JPEG
+    without an error, filling the missing part with grey)."""
+    head, tail = data[:8].tobytes(), data[-8:].tobytes()
+    return any(head.startswith(start) and tail.endswith(end) for start, end in COMPLETE_FILES)
+
+
+def has_complete_ends(path: Path) -> bool:
+    """Whether the first and last 8 bytes of `path` are those of a complete JPEG or PNG file."""
+    with open(path, "rb") as file:
+        head = file.read(8)
+        file.seek(max(file.seek(0, os.SEEK_END) - 8, 0))
+        return looks_complete(np.frombuffer(head + file.read(8), dtype=np.uint8))
+
+
+def reduction(data: np.ndarray, min_side: int | None) -> int:
+    """OpenCV's flag for the reduced-size decode of JPEG `data` that `min_side` allows (0: full size)."""
+    if min_side is None or data[:2].tobytes() != b"\xff\xd8":
+        return 0
+    with Image.open(io.BytesIO(data.tobytes())) as image:  # reads the header only
+        shorter = min(image.size)
+    return next((flag for scale, flag in REDUCED_JPEG if shorter // scale >= min_side), 0)
+
+
+def read_with_pil(path: Path | str, data: np.ndarray, min_side: int | None) -> np.ndarray:
+    """Decode `data` (the bytes of `path`) with PIL: any format it reads, and an error that names the fault."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(data.tobytes())) as image:
+                if min_side is not None:
+                    image.draft("RGB", (min_side, min_side))
                 return np.asarray(image.convert("RGB"))
     except DECODE_ERRORS as err:
         raise CorruptImageError(path, str(err) or type(err).__name__) from err
@@ -45,11 +116,14 @@ def read_rgb(path: Path | str) -> np.ndarray:
 
 
 def check_image(path: Path, mode: str) -> str | None:
-    """Return why `path` is unreadable under check `mode` ("header" or "full"), or None if it reads."""
+    """Return why `path` is unreadable under check `mode` ("header" or "full"), or None if it reads.
+
+    "header" passes a file that starts and ends as a complete JPEG or PNG does (16 bytes read); any other
+    file must pass PIL's ``verify``."""
     try:
         if mode == "full":
             read_rgb(path)
-        else:
+        elif not has_complete_ends(path):
             with Image.open(path) as image:
                 image.verify()
     except CorruptImageError as err:

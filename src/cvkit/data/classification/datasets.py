@@ -13,6 +13,7 @@ from torch.utils.data import Dataset, default_collate
 
 from cvkit.data.batches import Batch, Unreadable, read_or_skip, split_unreadable
 from cvkit.data.images import read_rgb
+from cvkit.data.transforms import SampleSeeds
 
 
 class ImageSource(Protocol):
@@ -49,16 +50,18 @@ class ArrayImages:
 
 
 class FileImages:
-    """Images read from files on every access (RGB; grayscale and palette files are converted)."""
+    """Images read from files on every access (RGB; grayscale and palette files are converted); with
+    `min_side`, large JPEGs are decoded at reduced size (:func:`~cvkit.data.images.read_rgb`)."""
 
-    def __init__(self, paths: Sequence[Path]) -> None:
+    def __init__(self, paths: Sequence[Path], min_side: int | None = None) -> None:
         self.paths = list(paths)
+        self.min_side = min_side
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> np.ndarray:
-        return read_rgb(self.paths[index])
+        return read_rgb(self.paths[index], self.min_side)
 
     def describe(self, index: int) -> str:
         return str(self.paths[index])
@@ -80,6 +83,7 @@ class ClassificationDataset(Dataset):
         self.images = images
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
+        self.seeds = SampleSeeds(transform)
         self.strict = strict
 
     def __len__(self) -> int:
@@ -91,7 +95,7 @@ class ClassificationDataset(Dataset):
         if isinstance(image, Unreadable):
             return image
         if seed is not None:
-            self.transform.set_random_seed(seed)
+            self.seeds.seed(seed)
         return self.transform(image=image)["image"], int(self.labels[index])
 
 

@@ -64,10 +64,17 @@ def find_unreadable(paths: list[Path], mode: str, workers: int = 8) -> dict[Path
 class ImageFolderDataModule(ClassificationDataModule):
     """Your own images in class folders, checked before training (``verify_images``)."""
 
-    def __init__(self, *, root: str, verify_images: str = "header", **common: Any) -> None:
+    def __init__(
+        self, *, root: str, verify_images: str = "header", decode_min_side: int | None = None, **common: Any
+    ) -> None:
         super().__init__(**common)
         if verify_images not in VERIFY_MODES:
             raise CvkitError(f"data.verify_images={verify_images!r} is not one of {VERIFY_MODES}")
+        if decode_min_side is not None and (not isinstance(decode_min_side, int) or decode_min_side <= 0):
+            raise CvkitError(
+                f"data.decode_min_side must be a positive number of pixels or null, got {decode_min_side!r}"
+            )
+        self.decode_min_side = decode_min_side
         self.root = Path(root).expanduser()
         self.verify_images = verify_images
         self.name = f"imagefolder {self.root}"
@@ -97,7 +104,7 @@ class ImageFolderDataModule(ClassificationDataModule):
             if not paths:
                 raise CvkitError(f"data.root: {self.root / split} contains no image files; expected {LAYOUT}")
             paths, labels = self._drop_unreadable(split, paths, labels)
-            splits[split] = Split(FileImages(paths), labels)
+            splits[split] = Split(FileImages(paths, self.decode_min_side), labels)
         return splits, class_names
 
     def _drop_unreadable(self, split: str, paths: list[Path], labels: np.ndarray) -> tuple[list[Path], np.ndarray]:
