@@ -92,6 +92,7 @@ def test_sweep_runs_each_job_in_its_own_folder(tmp_path: Path) -> None:
     [
         (["backbone=resnet_xl"], "Could not find 'backbone/resnet_xl'"),
         (["trainer.max_epochs=abc"], "trainer.max_epochs='abc' is not valid: it must be an integer"),
+        (["data.num_workers=many"], "data.num_workers='many' is not valid: it must be an integer or auto"),
         (["data=imagefolder", "data.root=/no/such/folder"], "data.root: /no/such/folder does not exist"),
         (["data=imagefolder"], "data.root has no value: set it on the command line"),
         (["data=cifar10", "data.root=/no/such/folder"], "data.download=true"),

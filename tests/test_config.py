@@ -108,3 +108,14 @@ def test_data_module_defaults_agree_with_their_configs(tmp_path: Path, name: str
     assert shared, f"data={name}: no setting in common with the code"
     disagree = {key: (data[key], defaults[key]) for key in shared if data[key] != defaults[key]}
     assert not disagree, f"data={name}: config vs code default {disagree}"
+
+
+def test_auto_loader_workers_follow_the_cores_per_device() -> None:
+    from cvkit.batching import loader_workers
+
+    assert loader_workers(3, cores=64, local_devices=8, on_gpu=True) == 3  # a number is kept
+    assert loader_workers("auto", cores=64, local_devices=8, on_gpu=True) == 8
+    assert loader_workers("auto", cores=16, local_devices=1, on_gpu=True) == 16
+    assert loader_workers("auto", cores=4, local_devices=8, on_gpu=True) == 1
+    assert loader_workers("auto", cores=2, local_devices=1, on_gpu=False) == 2
+    assert loader_workers("auto", cores=1, local_devices=1, on_gpu=False) == 1

@@ -120,7 +120,7 @@ def test_train_batches_are_three_channel_float_at_image_size(
     write_set(config_name, root)
     datamodule = datamodule_for(config_name, root, tmp_path / "run", f"data.image_size={image_size}")
 
-    images, labels = next(iter(datamodule.train_dataloader()))
+    images, labels = datamodule.on_after_batch_transfer(next(iter(datamodule.train_dataloader())), 0)
     assert images.shape == (8, 3, image_size, image_size) and images.dtype == torch.float32
     assert labels.dtype == torch.int64 and labels.min() >= 0 and labels.max() < 10
     assert images.std() > 0.1  # real image content, normalised

@@ -1,6 +1,6 @@
 """Batch and step arithmetic of a distributed run, as pure functions without dependencies: the per-device batch
-a global batch gives (:func:`cvkit.builders.fit_batch_to_world`), and the optimizer steps per epoch the
-schedule counts in (:func:`cvkit.optim.plan_training`).
+a global batch gives (:func:`cvkit.builders.fit_batch_to_world`), the optimizer steps per epoch the
+schedule counts in (:func:`cvkit.optim.plan_training`), and the loader workers ``data.num_workers=auto`` gives.
 
 Example: 10,000 training images on 4 devices with 64 images each and 2 accumulation steps: each rank
 sees ceil(10000 / 4) = 2500 images = 39 full batches (the last partial batch is dropped), which make
@@ -10,6 +10,7 @@ ceil(39 / 2) = 20 optimizer steps per epoch.
 from __future__ import annotations
 
 import math
+import os
 
 from cvkit.errors import CvkitError
 
@@ -44,3 +45,26 @@ def optimizer_steps_per_epoch(
     elif limit_train_batches is not None and not isinstance(limit_train_batches, float):
         batches = min(batches, int(limit_train_batches))
     return math.ceil(batches / accumulate_grad_batches)
+
+
+# data.num_workers=auto on a machine without GPUs: the training itself needs the cores.
+CPU_ONLY_WORKERS = 2
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (a SLURM or taskset binding counts, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def loader_workers(setting: int | str, cores: int, local_devices: int, on_gpu: bool) -> int:
+    """``data.num_workers``: a number as given; ``auto``: the `cores` per device on a GPU machine (`cores` over
+    its `local_devices`), and at most :data:`CPU_ONLY_WORKERS` on one without, where the training computes
+    on the same cores. For example 32 cores and 4 GPUs: 8 workers per GPU process; a 2-core laptop: 2."""
+    if setting != "auto":
+        return setting
+    if on_gpu:
+        return max(1, cores // max(1, local_devices))
+    return min(CPU_ONLY_WORKERS, cores)

@@ -19,7 +19,7 @@ TYPED_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "trainer.limit_train_batches": ((int, float), "a count or a fraction, e.g. trainer.limit_train_batches=0.1"),
     "trainer.limit_val_batches": ((int, float), "a count or a fraction, e.g. trainer.limit_val_batches=10"),
     "data.batch_size": ((int,), "an integer, e.g. data.batch_size=64"),
-    "data.num_workers": ((int,), "an integer, e.g. data.num_workers=4"),
+    "data.num_workers": ((int, str), "an integer or auto, e.g. data.num_workers=4"),
     "data.image_size": ((int, ListConfig), "pixels, e.g. data.image_size=224 (or [height,width] for segmentation)"),
     "optimizer.lr": ((int, float), "a number, e.g. optimizer.lr=0.1"),
     "optimizer.base_batch_size": ((int,), "an integer, e.g. optimizer.base_batch_size=256"),
@@ -44,7 +44,7 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, types):
+        if isinstance(value, bool) or not isinstance(value, types) or (isinstance(value, str) and value != "auto"):
             raise CvkitError(f"{key}={value!r} is not valid: it must be {example}")
         if key in POSITIVE_KEYS and value <= 0:
             raise CvkitError(f"{key}={value!r} is not valid: it must be above 0, e.g. {example.split('e.g. ')[-1]}")

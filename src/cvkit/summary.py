@@ -31,6 +31,7 @@ def run_summary(
         "data": datamodule.describe(),
         "classes": datamodule.num_classes,
         "split_sizes": datamodule.split_sizes(),
+        "loader_workers": datamodule.loader_workers(trainer),
         **plan.lr.as_dict(),
         "lr_rule": plan.lr.formula(),
         "scheduler": plan.schedule.name,

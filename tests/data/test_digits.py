@@ -38,7 +38,7 @@ def test_a_test_split_is_held_out_apart_from_train_and_val() -> None:
 def test_grayscale_digits_become_three_channel_normalised_batches() -> None:
     datamodule = DigitsDataModule(**COMMON, eval_transforms=RESIZE, train_transforms=RESIZE)
     datamodule.setup()
-    images, labels = next(iter(datamodule.val_dataloader()))
+    images, labels = datamodule.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
     assert images.shape == (16, 3, 24, 24) and images.dtype == torch.float32
     assert torch.equal(images[:, 0], images[:, 1])
     assert images.min() >= -1.0 and images.max() <= 1.0 and images.std() > 0.1

@@ -2,7 +2,9 @@ import logging
 import shutil
 from pathlib import Path
 
+import albumentations as A
 import pytest
+import torch
 
 from cvkit.data import ImageFolderDataModule
 from cvkit.data.batches import Unreadable
@@ -35,6 +37,26 @@ def test_loads_classes_and_splits(bccd_cells: Path, tmp_path: Path) -> None:
     assert module.split_sizes() == {"train": 18, "val": 18, "test": 18}
     images, _ = next(iter(module.train_dataloader()))
     assert images.shape == (4, 3, 32, 32)
+
+
+def test_batches_finished_on_the_device_equal_albumentations_normalize(bccd_cells: Path, tmp_path: Path) -> None:
+    """The loader gives uint8; finished on the device they are what ``A.Normalize`` gives on the same pixels."""
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    module = datamodule(make_folder(bccd_cells, tmp_path), mean=mean, std=std)
+    images, labels = next(iter(module.train_dataloader()))
+    assert images.dtype == torch.uint8
+    finished, same_labels = module.on_after_batch_transfer((images, labels), 0)
+    normalize = A.Normalize(mean=mean, std=std, max_pixel_value=255.0)
+    reference = torch.stack([torch.from_numpy(normalize(image=i.permute(1, 2, 0).numpy())["image"]) for i in images])
+    torch.testing.assert_close(finished, reference.permute(0, 3, 1, 2), atol=1e-6, rtol=0)
+    assert same_labels is labels
+    assert module.on_after_batch_transfer(None, 0) is None  # a batch of which no image could be read
+
+
+def test_a_float_making_step_in_the_transforms_is_refused(bccd_cells: Path, tmp_path: Path) -> None:
+    steps = [*RESIZE, {"_target_": "albumentations.Normalize"}]
+    with pytest.raises(CvkitError, match=r"data.train_transforms\[1\] is Normalize: cvkit turns the uint8 images"):
+        datamodule(make_folder(bccd_cells, tmp_path), train_transforms=steps)
 
 
 def test_unreadable_images_are_skipped_with_a_warning_naming_them(

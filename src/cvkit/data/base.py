@@ -13,7 +13,9 @@ import torch
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset
 
+from cvkit.batching import available_cores, loader_workers
 from cvkit.data.samplers import EpochSampler
+from cvkit.data.transforms import normalised
 from cvkit.errors import CvkitError
 from cvkit.signals import STOP_SIGNALS
 
@@ -33,7 +35,8 @@ class BaseDataModule(pl.LightningDataModule):
     """Base of every data module (classification, detection, segmentation).
 
     Subclasses implement :meth:`load_splits` (what the splits are), :meth:`make_dataset` (how one split
-    becomes samples) and :attr:`collate` (how samples become a batch). Splits are loaded once, on the first
+    becomes samples) and :attr:`collate` (how samples become a batch of uint8 images, finished on the
+    device by :meth:`finish_images`). Splits are loaded once, on the first
     :meth:`setup`; ``train`` and ``val`` are required and non-empty, ``test`` is optional. Every loader
     draws its indices from an :class:`EpochSampler`, so batches and augmentations depend only on (seed,
     epoch, index), and a run resumed from a mid-epoch checkpoint continues where it stopped.
@@ -48,7 +51,7 @@ class BaseDataModule(pl.LightningDataModule):
         self,
         *,
         batch_size: int,
-        num_workers: int,
+        num_workers: int | str,
         strict: bool = False,
         seed: int = 0,
         global_batch_size: int | None = None,
@@ -56,8 +59,8 @@ class BaseDataModule(pl.LightningDataModule):
         super().__init__()
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise CvkitError(f"data.batch_size must be a positive integer, got {batch_size!r}")
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise CvkitError(f"data.num_workers must be an integer >= 0, got {num_workers!r}")
+        if num_workers != "auto" and (not isinstance(num_workers, int) or num_workers < 0):
+            raise CvkitError(f"data.num_workers must be an integer >= 0 or auto, got {num_workers!r}")
         self.batch_size = batch_size
         self.global_batch_size = global_batch_size
         self.num_workers = num_workers
@@ -77,6 +80,20 @@ class BaseDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     collate: Callable[[list[Any]], Any]
+
+    def finish_images(self, images: Any) -> Any:
+        """A batch's uint8 images, on the training device, as the network takes them: normalised by
+        ``mean``/``std`` here (classification, segmentation); detection modules give 0..1 values."""
+        return normalised(images, self.mean, self.std)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Finish the images of a batch once it is on the device (:meth:`finish_images`); the loaders give
+        uint8, so workers do no float work and a batch moves at a quarter of the bytes. An empty batch (no
+        image of it could be read) stays as it is."""
+        if not batch:
+            return batch
+        images, *rest = batch
+        return (self.finish_images(images), *rest)
 
     # Splits.
     def setup(self, stage: str | None = None) -> None:
@@ -138,17 +155,27 @@ class BaseDataModule(pl.LightningDataModule):
             skip_source=self._samples_done_in_epoch if self.trainer else None,
         )
         on_gpu = torch.cuda.is_available() and self.trainer is not None and self.trainer.on_gpu
+        workers = self.loader_workers()
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
-            num_workers=self.num_workers,
+            num_workers=workers,
             collate_fn=self.collate,
             pin_memory=on_gpu,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=workers > 0,
             drop_last=shuffle and len(sampler) > self.batch_size,
             worker_init_fn=functools.partial(start_worker, rank=rank),
         )
+
+    def loader_workers(self, trainer: pl.Trainer | None = None) -> int:
+        """The worker processes of each loader: ``data.num_workers``, or for ``auto`` the CPU cores per device
+        of this machine (:func:`cvkit.batching.loader_workers`) under `trainer` (default: the one this module
+        is attached to; none: a CPU-only machine)."""
+        trainer = trainer or self.trainer
+        on_gpu = trainer is not None and trainer.on_gpu
+        local_devices = trainer.num_devices if trainer is not None else 1
+        return loader_workers(self.num_workers, available_cores(), local_devices, on_gpu)
 
     # Mid-epoch resume.
     def _epoch_in_progress(self) -> int:

@@ -1,21 +1,30 @@
-"""Albumentations pipelines from config: the listed transforms, then conversion to a CHW float tensor.
+"""Albumentations pipelines from config, and what finishes their images on the training device.
 
-Classification and segmentation pipelines normalise (``Normalize``; segmentation masks follow every
-geometric step); detection pipelines carry boxes along and stop at 0..1 pixel values, since torchvision
-detectors normalise and resize inside their own transform.
+A pipeline is the listed transforms, then conversion to a CHW **uint8** tensor (a mask passed along becomes an
+HxW tensor, detection boxes are carried along): loader workers do no float work, and a batch crosses from
+the workers and to the GPU at a quarter of the bytes of float32. The data module finishes the batch on the
+device (``on_after_batch_transfer``): :func:`normalised` for classification and segmentation, by
+``data.mean``/``data.std``, and :func:`unit_range` for detection, whose torchvision detectors normalise and
+resize inside. Predictors finish their images the same way.
 """
 
 from __future__ import annotations
 
+import random
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import albumentations as A
+import numpy as np
+import torch
 from albumentations.pytorch import ToTensorV2
 from hydra.utils import instantiate
 
 from cvkit.errors import CvkitError
+
+# Steps that make float images: cvkit's pipelines end in uint8, finished on the device.
+FINISHING_STEPS = (A.Normalize, A.ToFloat)
 
 
 def build_steps(specs: Sequence[Any] | None, key: str) -> list[A.BasicTransform | A.BaseCompose]:
@@ -28,25 +37,37 @@ def build_steps(specs: Sequence[Any] | None, key: str) -> list[A.BasicTransform 
             raise CvkitError(f"{key}[{position}] could not be built: {err}") from err
         if not isinstance(step, A.BasicTransform | A.BaseCompose):
             raise CvkitError(f"{key}[{position}] is {type(step).__name__}, not an albumentations transform")
+        if any(isinstance(inner, FINISHING_STEPS) for inner in (step, *getattr(step, "transforms", ()))):
+            raise CvkitError(
+                f"{key}[{position}] is {type(step).__name__}: cvkit turns the uint8 images into floats itself, on "
+                "the device (normalised by data.mean/data.std); remove it and set data.mean/data.std instead"
+            )
         steps.append(step)
     return steps
 
 
-def normalised_tensor(mean: Sequence[float], std: Sequence[float]) -> list[A.BasicTransform]:
-    """The closing steps of a pipeline: normalisation by `mean`/`std` (of 0..1 pixel values) and conversion
-    to a CHW float tensor (a mask passed along becomes an HxW tensor, its values unchanged)."""
-    return [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
+def build_pipeline(specs: Sequence[Any] | None, key: str) -> A.Compose:
+    """The transforms of `specs`, then conversion to a CHW uint8 tensor."""
+    return A.Compose([*build_steps(specs, key), ToTensorV2()])
 
 
-def build_pipeline(specs: Sequence[Any] | None, mean: Sequence[float], std: Sequence[float], key: str) -> A.Compose:
-    """The transforms of `specs`, then normalisation by `mean`/`std` (of 0..1 pixel values) and conversion
-    to a CHW float tensor."""
-    return A.Compose([*build_steps(specs, key), *normalised_tensor(mean, std)])
+def normalised(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 images ``[..., 3, H, W]`` as float32 ``(pixel / 255 - mean) / std``, on their device (the values
+    albumentations' ``Normalize`` gives)."""
+    shape = (3, 1, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(shape)
+    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(shape)
+    return images.float().div_(255.0).sub_(mean_t).div_(std_t)
+
+
+def unit_range(image: torch.Tensor) -> torch.Tensor:
+    """A uint8 image as float32 values 0..1."""
+    return image.float().div_(255.0)
 
 
 def build_detection_pipeline(specs: Sequence[Any] | None, min_visibility: float, key: str) -> A.Compose:
     """The transforms of `specs` applied to an image and its ``pascal_voc`` boxes (absolute xyxy pixels,
-    passed as ``bboxes=`` with ``labels=``), then conversion to a CHW float tensor of 0..1 values.
+    passed as ``bboxes=`` with ``labels=``), then conversion to a CHW uint8 tensor.
 
     Boxes are clipped to the image after every transform; a box that keeps less than `min_visibility` of
     its area inside the image, or ends with no width or height, is dropped together with its label. For
@@ -54,7 +75,7 @@ def build_detection_pipeline(specs: Sequence[Any] | None, min_visibility: float,
     and is dropped at 0.6."""
     if not 0.0 <= min_visibility <= 1.0:
         raise CvkitError(f"data.min_box_visibility must be between 0 and 1, got {min_visibility!r}")
-    steps = [*build_steps(specs, key), A.ToFloat(max_value=255.0), ToTensorV2()]
+    steps = [*build_steps(specs, key), ToTensorV2()]
     boxes = A.BboxParams(
         format="pascal_voc",
         label_fields=["labels"],
@@ -69,6 +90,31 @@ def build_detection_pipeline(specs: Sequence[Any] | None, min_visibility: float,
         return A.Compose(steps, bbox_params=boxes)
 
 
+class SampleSeeds:
+    """Seeds an albumentations pipeline for each sample, cheaply: every step draws from one numpy and one
+    Python generator, re-seeded in place (about 7 us a sample; ``Compose.set_random_seed`` builds a new pair
+    of generators for every step, about 50 us)."""
+
+    def __init__(self, pipeline: A.Compose) -> None:
+        self.pipeline = pipeline
+        self.numpy = np.random.Generator(np.random.Philox())
+        self.python = random.Random()
+
+    def seed(self, seed: int) -> None:
+        """Make the pipeline's next call draw its augmentations from `seed` alone."""
+        if self.pipeline.py_random is not self.python:  # first use, or the pipeline was given other generators
+            self.pipeline.set_random_state(self.numpy, self.python)
+        self.python.seed(seed)
+        self.numpy.bit_generator.state = {  # Philox is counter-based: the seed is its key, the counter starts at 0
+            "bit_generator": "Philox",
+            "state": {"counter": np.zeros(4, np.uint64), "key": np.array([seed, 0], np.uint64)},
+            "buffer": np.zeros(4, np.uint64),
+            "buffer_pos": 4,
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+
+
 def parse_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     """``data.image_size`` as (height, width): an int is a square, a pair is [height, width]."""
     size = [image_size] if isinstance(image_size, int) else list(image_size)
@@ -79,11 +125,9 @@ def parse_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     return size[0], size[1]
 
 
-def build_segmentation_eval_pipeline(
-    specs: Sequence[Any] | None, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]
-) -> A.Compose:
-    """The pixel-level steps of ``data.eval_transforms``, a resize to `size` (height, width), then
-    normalisation and conversion to a tensor. Steps that move pixels (flips, crops, resizes) are refused:
+def build_segmentation_eval_pipeline(specs: Sequence[Any] | None, size: tuple[int, int]) -> A.Compose:
+    """The pixel-level steps of ``data.eval_transforms``, a resize to `size` (height, width), then conversion
+    to a uint8 tensor. Steps that move pixels (flips, crops, resizes) are refused:
     predictions are compared with the original masks."""
     steps = build_steps(specs, "data.eval_transforms")
     for position, step in enumerate(steps):
@@ -94,4 +138,4 @@ def build_segmentation_eval_pipeline(
                 "predictions with the original masks, so only pixel-level steps are allowed there (the image "
                 "is resized to data.image_size by the data module)"
             )
-    return A.Compose([*steps, A.Resize(*size), *normalised_tensor(mean, std)])
+    return A.Compose([*steps, A.Resize(*size), ToTensorV2()])

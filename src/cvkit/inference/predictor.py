@@ -31,7 +31,9 @@ from cvkit.data.transforms import (
     build_detection_pipeline,
     build_pipeline,
     build_segmentation_eval_pipeline,
+    normalised,
     parse_image_size,
+    unit_range,
 )
 from cvkit.errors import CvkitError
 
@@ -107,8 +109,9 @@ class Predictor:
         raise NotImplementedError
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
-        """The model input of one HxWx3 uint8 RGB image (CHW float)."""
-        return self.transform(image=image)["image"]
+        """The model input of one HxWx3 uint8 RGB image (CHW float, normalised by the run's mean and std)."""
+        data = self.config["data"]
+        return normalised(self.transform(image=image)["image"], data["mean"], data["std"])
 
     @torch.inference_mode()
     def predict_batch(self, inputs: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]]) -> list[Any]:
@@ -151,7 +154,7 @@ class Predictor:
 class ClassifierPredictor(Predictor):
     @staticmethod
     def build_transform(data: dict[str, Any]) -> A.Compose:
-        return build_pipeline(data.get("eval_transforms"), data["mean"], data["std"], "data.eval_transforms")
+        return build_pipeline(data.get("eval_transforms"), "data.eval_transforms")
 
     def run(self, inputs: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]]) -> list[ClassScores]:
         results = []
@@ -168,7 +171,7 @@ class DetectorPredictor(Predictor):
         return build_detection_pipeline(data.get("eval_transforms"), 0.0, "data.eval_transforms")
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
-        return self.transform(image=image, bboxes=np.zeros((0, 4), np.float32), labels=[])["image"]
+        return unit_range(self.transform(image=image, bboxes=np.zeros((0, 4), np.float32), labels=[])["image"])
 
     def run(self, inputs: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]]) -> list[Detections]:
         results = []
@@ -190,7 +193,7 @@ class SegmenterPredictor(Predictor):
     @staticmethod
     def build_transform(data: dict[str, Any]) -> A.Compose:
         size = parse_image_size(data["image_size"])
-        return build_segmentation_eval_pipeline(data.get("eval_transforms"), size, data["mean"], data["std"])
+        return build_segmentation_eval_pipeline(data.get("eval_transforms"), size)
 
     def run(self, inputs: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]]) -> list[SegmentationMask]:
         results = []

@@ -56,8 +56,8 @@ class ClassificationDataModule(BaseDataModule):
         self.image_size = image_size
         self.mean = list(mean)
         self.std = list(std)
-        self.train_pipeline = build_pipeline(train_transforms, mean, std, "data.train_transforms")
-        self.eval_pipeline = build_pipeline(eval_transforms, mean, std, "data.eval_transforms")
+        self.train_pipeline = build_pipeline(train_transforms, "data.train_transforms")
+        self.eval_pipeline = build_pipeline(eval_transforms, "data.eval_transforms")
         self.splits: dict[str, Split] | None = None
 
     def load_splits(self) -> tuple[dict[str, Split], list[str]]:

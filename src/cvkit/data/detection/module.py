@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from cvkit.data.base import BaseDataModule
 from cvkit.data.batches import Batch, Unreadable, read_or_skip, split_unreadable
 from cvkit.data.images import read_rgb
-from cvkit.data.transforms import build_detection_pipeline
+from cvkit.data.transforms import SampleSeeds, build_detection_pipeline, unit_range
 from cvkit.errors import CvkitError
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class DetectionDataset(Dataset):
     def __init__(self, records: Sequence[DetectionRecord], transform: A.Compose, strict: bool, keep_size: bool):
         self.records = records
         self.transform = transform
+        self.seeds = SampleSeeds(transform)
         self.strict = strict
         self.keep_size = keep_size
         self._warned: set[Path] = set()
@@ -98,7 +99,7 @@ class DetectionDataset(Dataset):
             boxes, valid = clip_boxes(boxes, width, height)
             boxes, labels = boxes[valid], labels[valid]
         if seed is not None:
-            self.transform.set_random_seed(seed)
+            self.seeds.seed(seed)
         out = self.transform(image=image, bboxes=boxes.astype(np.float32), labels=labels)
         if self.keep_size and tuple(out["image"].shape[1:]) != (height, width):
             raise CvkitError(
@@ -175,6 +176,10 @@ class DetectionDataModule(BaseDataModule):
             listing = "\n".join(f"  {line}" for line in self.box_problems[:20])
             more = f"\n  ... and {len(self.box_problems) - 20} more" if len(self.box_problems) > 20 else ""
             log.warning("%d box(es) left out of training:\n%s%s", len(self.box_problems), listing, more)
+
+    def finish_images(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """0..1 float images: the detector normalises and resizes them inside."""
+        return [unit_range(image) for image in images]
 
     def make_dataset(self, split: str, train: bool) -> DetectionDataset:
         pipeline = self.train_pipeline if train else self.eval_pipeline
