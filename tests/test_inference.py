@@ -158,7 +158,7 @@ def test_load_refuses_what_is_not_a_cvkit_checkpoint(tmp_path: Path) -> None:
 
 
 def test_inference_benchmark_smoke_run(classifier_run: Path, tmp_path: Path) -> None:
-    script = REPO / "scripts" / "benchmark_inference.py"
+    script = REPO / "scripts" / "benchmarks" / "inference.py"
     checkpoint = classifier_run / "checkpoints" / "last.ckpt"
     models = ["--backbone", "resnet", "--image-size", "32", "--checkpoint", str(checkpoint)]
     settings = ["--batch-sizes", "2", "--backends", "eager", "onnxruntime", "--warmup", "1", "--runs", "3"]

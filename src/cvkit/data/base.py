@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset
 
@@ -154,7 +153,7 @@ class BaseDataModule(pl.LightningDataModule):
             epoch_source=self._epoch_in_progress if self.trainer else None,
             skip_source=self._samples_done_in_epoch if self.trainer else None,
         )
-        on_gpu = torch.cuda.is_available() and self.trainer is not None and self.trainer.on_gpu
+        on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         workers = self.loader_workers()
         return DataLoader(
             dataset,
@@ -173,7 +172,7 @@ class BaseDataModule(pl.LightningDataModule):
         of this machine (:func:`cvkit.batching.loader_workers`) under `trainer` (default: the one this module
         is attached to; none: a CPU-only machine)."""
         trainer = trainer or self.trainer
-        on_gpu = trainer is not None and trainer.on_gpu
+        on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
         local_devices = trainer.num_devices if trainer is not None else 1
         return loader_workers(self.num_workers, available_cores(), local_devices, on_gpu)
 

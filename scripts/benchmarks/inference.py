@@ -11,7 +11,7 @@ Models: ``--backbone FAMILY`` (the family's default variant from configs/backbon
 PATH`` of a cvkit classifier or segmenter at its recorded input size.
 
 Example:
-    python scripts/benchmark_inference.py --backbone resnet mobilenet --batch-sizes 1 8 \\
+    python scripts/benchmarks/inference.py --backbone resnet mobilenet --batch-sizes 1 8 \\
         --backends eager onnxruntime --json benchmark_inference.json
 """
 
@@ -21,6 +21,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -36,6 +37,9 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_name
 
 import cvkit
 from cvkit.console import write_json
@@ -120,16 +124,6 @@ def time_backend(run: Callable, batch: torch.Tensor, warmup: int, runs: int) -> 
         "images_per_s": len(batch) / median,
         "latencies_ms": [1e3 * t for t in latencies],
     }
-
-
-def cpu_name() -> str:
-    """The CPU model, as /proc/cpuinfo names it (Linux), else what the platform module says."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "cpu"
 
 
 def main() -> None:

@@ -1,0 +1,39 @@
+"""Smoke runs of the end-to-end benchmark scripts (scripts/benchmarks/): they run, and their JSON holds every
+row. Speed is what the scripts measure, not what the tests check."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers.datasets import make_folder
+from tests.helpers.paths import REPO
+
+BENCHMARKS = REPO / "scripts" / "benchmarks"
+
+
+def run(script: str, *args: str) -> None:
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+
+
+def test_the_loader_benchmark_times_every_loader(bccd_cells: Path, tmp_path: Path) -> None:
+    root = make_folder(bccd_cells, tmp_path / "folder")
+    settings = ["--sizes", "32", "--batch-size", "4", "--workers", "0", "--epochs", "1", "--repeats", "1"]
+    run("loaders.py", "--root", str(root), *settings, "--decode-min-side", "16", "--json", str(tmp_path / "l.json"))
+    rows = json.loads((tmp_path / "l.json").read_text())["rows"]
+    names = ["albumentations (cv2)", "cvkit", "torchvision v2 (PIL)", "cvkit, decode_min_side=16"]
+    assert [row["loader"] for row in rows] == names
+    assert all(row["median"] > 0 for row in rows)
+
+
+def test_the_whole_command_comparison_runs_both_sides(data_root: Path, bccd_cells: Path, tmp_path: Path) -> None:
+    settings = ["--workloads", "classification", "--smoke", "--repeats", "1", "--keep", str(tmp_path / "runs")]
+    run("compare.py", "--data", str(data_root), *settings, "--json", str(tmp_path / "c.json"))
+    (result,) = json.loads((tmp_path / "c.json").read_text())["results"]
+    assert set(result["median"]) == {"cvkit", "plain"}
+    assert all(
+        result["median"][side]["wall_s"] > 0 and result["median"][side]["cpu_s"] > 0 for side in result["median"]
+    )
+    assert (tmp_path / "runs" / "classification-0" / "plain" / "last.pt").is_file()
+    assert (tmp_path / "runs" / "classification-0" / "cvkit" / "checkpoints" / "last.ckpt").is_file()
