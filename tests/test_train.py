@@ -4,6 +4,7 @@ import json
 import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from cvkit.builders import build_datamodule, build_trainer, build_training_plan,
 from cvkit.checkpoints import init_weights
 from cvkit.errors import CvkitError
 from cvkit.models import build_classifier
+from cvkit.tasks.base import channels_last_for
 from cvkit.train import train
 from tests.helpers.callbacks import RecordFirstConv, StopAfterEpochs, plug
 from tests.helpers.checkpoints import assert_same_weights, final_checkpoint, load_checkpoint
@@ -153,10 +155,15 @@ def test_logged_lr_has_the_warmup_shape(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("precision", "channels_last", "dtype"),
-    [("32-true", True, "torch.float32"), ("bf16-mixed", False, "torch.bfloat16"), ("16-mixed", True, "torch.bfloat16")],
+    ("precision", "channels_last", "dtype", "laid_out"),
+    [
+        ("32-true", True, "torch.float32", True),
+        ("bf16-mixed", False, "torch.bfloat16", False),
+        ("16-mixed", True, "torch.bfloat16", True),
+        ("bf16-mixed", "auto", "torch.bfloat16", False),  # auto: channels-last on CUDA only
+    ],
 )
-def test_precision_and_channels_last_reach_the_model(tmp_path: Path, precision, channels_last, dtype) -> None:
+def test_precision_and_channels_last_reach_the_model(tmp_path: Path, precision, channels_last, dtype, laid_out) -> None:
     # On a CPU Lightning runs 16-mixed as bf16-mixed (fp16 autocast is GPU-only). Few steps: bf16
     # convolutions are slow on CPUs without bf16 instructions.
     record = plug(RecordFirstConv, "record")
@@ -164,7 +171,8 @@ def test_precision_and_channels_last_reach_the_model(tmp_path: Path, precision, 
     few = ["trainer.limit_train_batches=4", "trainer.limit_val_batches=2"]
     metrics, _ = train(compose_train(tmp_path, *LEARNING_DIGITS, *options, *few, *record))
     seen = json.loads((tmp_path / "first_conv.json").read_text())
-    assert seen == {"output_dtype": dtype, "channels_last_input": channels_last}
+    assert seen == {"output_dtype": dtype, "channels_last_input": laid_out}
+    assert read_summary(tmp_path)["channels_last"] is laid_out
     assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["val/loss"])
     ran_as = "bf16-mixed" if precision == "16-mixed" else precision
     assert read_summary(tmp_path)["precision"] == ran_as
@@ -179,3 +187,14 @@ def test_the_planned_steps_per_epoch_are_the_loaders(tmp_path: Path, limit, accu
     trainer = objects["trainer"]
     planned = read_summary(tmp_path)["steps_per_epoch"]
     assert planned == math.ceil(trainer.num_training_batches / accumulate) == trainer.global_step
+
+
+def test_auto_channels_last_is_on_for_mixed_precision_on_cuda() -> None:
+    def trainer(device: str, precision: str) -> SimpleNamespace:
+        return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), precision=precision)
+
+    assert channels_last_for("auto", trainer("cuda", "bf16-mixed")) is True
+    assert channels_last_for("auto", trainer("cuda", "16-mixed")) is True
+    assert channels_last_for("auto", trainer("cuda", "32-true")) is False
+    assert channels_last_for("auto", trainer("cpu", "bf16-mixed")) is False
+    assert channels_last_for(True, trainer("cpu", "32-true")) is True

@@ -41,6 +41,15 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="You have overridden `on_before_batch_transfer` in `LightningModule` but")
 
 
+def channels_last_for(setting: bool | str, trainer: pl.Trainer) -> bool:
+    """``channels_last``: as set, or for ``auto`` on when `trainer` trains on a CUDA GPU in mixed precision,
+    where cuDNN runs channels-last convolutions on the tensor cores (the case NVIDIA's performance guide
+    gives as faster; float32 or CPU runs keep the default layout)."""
+    if setting != "auto":
+        return bool(setting)
+    return trainer.strategy.root_device.type == "cuda" and str(trainer.precision).endswith("-mixed")
+
+
 class BaseTask(pl.LightningModule):
     """A model plus how to optimize and evaluate it. Built from the config by :meth:`from_config`.
 
@@ -50,7 +59,8 @@ class BaseTask(pl.LightningModule):
         plan: how the run optimizes (optimizer, effective LR, schedule, steps per epoch); None outside
             training (evaluation).
         record: what a checkpoint must carry to be used without the run's config files.
-        channels_last: feed the model channels-last tensors.
+        channels_last: feed the model channels-last tensors: true, false, or "auto"
+            (:func:`channels_last_for`, decided once the trainer is known, in :meth:`setup`).
         nonfinite_loss: what a NaN or infinite training loss does, ``{"action": "stop" | "skip", "max_skipped":
             N}`` (see :class:`~cvkit.tasks.nonfinite.NonfiniteLossGuard`).
 
@@ -72,7 +82,7 @@ class BaseTask(pl.LightningModule):
         class_names: Sequence[str],
         plan: TrainingPlan | None,
         record: RunRecord | None,
-        channels_last: bool,
+        channels_last: bool | str,
         nonfinite_loss: Mapping[str, Any],
     ) -> None:
         super().__init__()
@@ -85,7 +95,13 @@ class BaseTask(pl.LightningModule):
         self.nonfinite = NonfiniteLossGuard.from_config(nonfinite_loss)
         self.counting: dict[str, ImageCount] = {}  # this rank's counts of the evaluation in progress
         self.image_counts: dict[str, dict[str, Any]] = {}  # the last evaluation of each split, for the report
-        if channels_last:
+        if channels_last not in (True, False, "auto"):
+            raise CvkitError(f"channels_last={channels_last!r} is not valid: it must be true, false or auto")
+
+    def setup(self, stage: str) -> None:
+        """Decide ``channels_last=auto`` for the trainer's device and precision, and lay the weights out so."""
+        self.channels_last = channels_last_for(self.channels_last, self.trainer)
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
     # Assembly.
@@ -126,7 +142,7 @@ class BaseTask(pl.LightningModule):
             class_names=datamodule.class_names,
             plan=plan,
             record=record,
-            channels_last=bool(cfg.channels_last),
+            channels_last=cfg.channels_last,
             nonfinite_loss=OmegaConf.to_container(cfg.nonfinite_loss) if cfg.nonfinite_loss is not None else None,
         )
 
