@@ -1,13 +1,16 @@
 """Checks that need a CUDA GPU (skipped without one): run them on a GPU machine with ``pytest -m gpu``."""
 
+import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers.callbacks import SignalAtStep, plug
+from tests.helpers.callbacks import RecordFirstConv, SignalAtStep, plug
 from tests.helpers.checkpoints import assert_same_weights, final_checkpoint, load_checkpoint
 from tests.helpers.cli import assert_exit, run_cli
+from tests.helpers.logs import read_metrics, read_summary
 from tests.helpers.presets import RESUMABLE_DIGITS
 
 pytestmark = [
@@ -35,3 +38,30 @@ def test_sigterm_then_resume_under_16_mixed_gives_the_same_weights(tmp_path: Pat
     assert "native_amp_scaling_state" in load_checkpoint(job / "checkpoints" / "interrupted.ckpt")
     assert_exit(train(job, *ON_GPU, "resume=true"), 0)
     assert_same_weights(final_checkpoint(straight)["state_dict"], final_checkpoint(job)["state_dict"])
+
+
+def test_auto_channels_last_and_uint8_batches_finished_on_the_gpu(tmp_path: Path, monkeypatch) -> None:
+    # The loader's pinned uint8 batches are normalised on the GPU; bf16-mixed on CUDA turns channels-last on.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    run = tmp_path / "run"
+    overrides = [
+        "trainer.accelerator=gpu",
+        "trainer.precision=bf16-mixed",
+        "channels_last=auto",
+        "data.num_workers=auto",
+    ]
+    assert_exit(train(run, *overrides, "trainer.max_epochs=1", *plug(RecordFirstConv, "record")), 0)
+    seen = json.loads((run / "first_conv.json").read_text())
+    assert seen == {"output_dtype": "torch.bfloat16", "channels_last_input": True}
+    summary = read_summary(run)
+    assert summary["channels_last"] is True and summary["loader_workers"] >= 1
+    assert math.isfinite(read_metrics(run)["val/loss"])
+
+
+def test_compiled_model_trains_on_the_gpu(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    run = tmp_path / "run"
+    assert_exit(
+        train(run, "trainer.accelerator=gpu", "trainer.precision=bf16-mixed", "compile=true", "trainer.max_epochs=1"), 0
+    )
+    assert math.isfinite(read_metrics(run)["train/loss"]) and math.isfinite(read_metrics(run)["val/loss"])
