@@ -37,3 +37,11 @@ def test_the_whole_command_comparison_runs_both_sides(data_root: Path, bccd_cell
     )
     assert (tmp_path / "runs" / "classification-0" / "plain" / "last.pt").is_file()
     assert (tmp_path / "runs" / "classification-0" / "cvkit" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_the_decode_benchmark_times_every_reader(bccd_voc: Path, tmp_path: Path) -> None:
+    folder = bccd_voc / "JPEGImages"
+    run("decode.py", "--folders", str(folder), "--limit", "3", "--repeats", "1", "--json", str(tmp_path / "d.json"))
+    rows = json.loads((tmp_path / "d.json").read_text())["rows"]
+    assert [row["reader"] for row in rows][:2] == ["PIL convert('RGB')", "cvkit, full size"]
+    assert {row["reader"]: row["decoded_shape"] for row in rows}["cvkit, decode_min_side=224"] == [240, 320, 3]
