@@ -45,6 +45,34 @@ WORKLOADS = {
         baseline="classification.py",
         baseline_args=["--data", "{data}/bccd_cells", "--epochs", "2"],
     ),
+    "detection": Workload(
+        cvkit=[
+            "experiment=bccd_detection",
+            "data.root={data}/BCCD",
+            "trainer.max_epochs=1",
+            "test_after_fit=false",
+            "task.log_images=0",
+        ],
+        baseline="detection.py",
+        baseline_args=["--data", "{data}/BCCD", "--epochs", "1"],
+    ),
+    "segmentation": Workload(
+        cvkit=[
+            "task=segmentation",
+            "data=camvid",
+            "data.root={data}/CamVid",
+            "backbone=resnet",
+            "backbone.name=resnet18",
+            "task.model.decoder=unet",
+            "data.image_size=[96,128]",
+            "data.batch_size=8",
+            "trainer.max_epochs=1",
+            "test_after_fit=false",
+            "task.log_images=0",
+        ],
+        baseline="segmentation.py",
+        baseline_args=["--data", "{data}/CamVid", "--epochs", "1"],
+    ),
 }
 
 

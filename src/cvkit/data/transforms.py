@@ -54,10 +54,9 @@ def build_pipeline(specs: Sequence[Any] | None, key: str) -> A.Compose:
 def normalised(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 images ``[..., 3, H, W]`` as float32 ``(pixel / 255 - mean) / std``, on their device (the values
     albumentations' ``Normalize`` gives)."""
-    shape = (3, 1, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(shape)
-    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(shape)
-    return images.float().div_(255.0).sub_(mean_t).div_(std_t)
+    scale = torch.tensor([255.0 * value for value in std], device=images.device).view(3, 1, 1)
+    shift = torch.tensor([255.0 * value for value in mean], device=images.device).view(3, 1, 1)
+    return images.float().sub_(shift).div_(scale)
 
 
 def unit_range(image: torch.Tensor) -> torch.Tensor:
