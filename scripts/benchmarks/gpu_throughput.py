@@ -88,6 +88,7 @@ class Settings:
     classes: int = 1000
     time_limit_s: float = 450.0
     compile_backends: str = ""  # TORCH_COMPILE_OVERRIDE_BACKENDS; empty: torch.compile's default, Inductor
+    threads: int = 0  # torch's intra-op threads in every process; 0: torch's default
 
     @property
     def train_images(self) -> int:
@@ -98,8 +99,10 @@ class Settings:
 REAL = Settings(device="cuda")
 DRY_RUN = Settings(
     device="cpu", image_size=32, batch_size=4, warmup=1, steps=2, loader_warmup=1, loader_steps=2, workers=2,
-    classes=4, time_limit_s=240.0, compile_backends=DRY_RUN_BACKENDS,
+    classes=4, time_limit_s=240.0, compile_backends=DRY_RUN_BACKENDS, threads=1,
 )  # fmt: skip
+# One thread in the dry run: on a shared 2-core machine, two threads that wait for each other at every operator
+# make a tiny step take seconds whenever another process holds a core.
 
 
 @dataclass
@@ -318,10 +321,14 @@ def build_tree(jpeg_dir: Path, root: Path, settings: Settings) -> dict[str, Any]
 
 # The run.
 def child_env(settings: Settings) -> dict[str, str]:
-    """The environment of cvkit-train: this folder importable (gpu_plugins), and the dry run's compile backends."""
-    python_path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
-    backends = {"TORCH_COMPILE_OVERRIDE_BACKENDS": settings.compile_backends} if settings.compile_backends else {}
-    return {**os.environ, **backends, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
+    """The environment of cvkit-train: this folder importable (gpu_plugins); the dry run's compile backends and
+    threads."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
+    if settings.compile_backends:
+        env["TORCH_COMPILE_OVERRIDE_BACKENDS"] = settings.compile_backends
+    if settings.threads:
+        env["OMP_NUM_THREADS"] = str(settings.threads)
+    return {**env, "PYTHONUNBUFFERED": "1"}
 
 
 def planned_rows() -> list[Row]:
@@ -489,13 +496,16 @@ def main() -> None:
     json_path = args.json or REPO / "outputs" / "benchmarks" / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}.json"
     if settings.compile_backends:  # a debug setting of recent torch only: left alone in the real run
         torch._dynamo.config.debug_backend_override = settings.compile_backends
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     torch.backends.cudnn.benchmark = True
     device, clock = torch.device(settings.device), Clock(settings.time_limit_s)
     rows: list[Row] = []
     with TemporaryDirectory(prefix="cvkit-gpu-bench-") as work:
         tree = Path(work) / "jpeg-tree"
         facts = run_facts(args, settings, device, build_tree(args.jpeg_dir, tree, settings))
-        print(f"[{clock.elapsed():6.1f} s] {facts['device']}; {facts['jpeg']}; writing {json_path}", flush=True)
+        versions = ", ".join(f"{name} {version}" for name, version in facts["versions"].items())
+        print(f"[{clock.elapsed():6.1f} s] {facts['device']}; {versions}; {facts['jpeg']}; writing {json_path}")
         bench = Bench(settings, device, tree, clock)
         for row in planned_rows():
             rows.append(bench.run(row))
