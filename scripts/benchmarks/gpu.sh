@@ -8,7 +8,7 @@
 # Usage, from anywhere, with the Python env that has the project installed (pip install -e .) active or named in
 # $PYTHON (default python3):
 #   bash scripts/benchmarks/gpu.sh [--dry-run] [--jpeg-dir DIR] [--json PATH]
-#     --dry-run       tiny sizes on the CPU (about a minute): runs every path of the real run; its numbers are no figures
+#     --dry-run       tiny sizes on the CPU (under a minute): every path of the real run; its numbers are no figures
 #     --jpeg-dir DIR  any folder of JPEGs, searched recursively; only read (a temp dir holds symlinks to its files).
 #                     Default: $CVKIT_DATA/coco128, CVKIT_DATA defaulting to ../shared/data beside the repository
 #     --json PATH     the results (default: outputs/benchmarks/gpu-<time>.json in the repository), rewritten after
