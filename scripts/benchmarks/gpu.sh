@@ -13,9 +13,9 @@
 #                     Default: $CVKIT_DATA/coco128, CVKIT_DATA defaulting to ../shared/data beside the repository
 #     --json PATH     the results (default: outputs/benchmarks/gpu-<time>.json in the repository), rewritten after
 #                     every row, so that a run stopped early keeps what it measured
-# Without --dry-run it needs a CUDA GPU and stops at once without one. No network: nothing is downloaded. About 6
-# minutes on one H100/H200; a row that could end after 450 s is skipped (named in the table), and the whole run is
-# stopped at 8 minutes.
+# Without --dry-run it needs a CUDA GPU and stops at once without one. No network: nothing is downloaded. Planned at
+# about 6 minutes on one H100/H200 (an estimate: never run on a GPU yet); a row that could end after 450 s is skipped
+# (named in the table), and the whole run is stopped at 8 minutes.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -24,9 +24,9 @@ Each training row runs `warmup` untimed steps (torch.compile compiles in the fir
 between two device synchronisations: images/s = images / seconds. Every training row runs with torch.compile off,
 then again with it on, except cvkit on JPEGs (compile on: plain and cvkit on synthetic data, plain and timm on
 JPEGs). In this process the compiled rows after the first reuse Dynamo's compiled code (same model class and
-shapes); cvkit-train compiles in its own process, from Inductor's on-disk cache. Loader-only rows time the host
-batches of each trainer's loader (same workers, batch and augmentations) without the GPU. A table is printed and
-everything is written as JSON (after every row).
+shapes); cvkit-train compiles in its own process (helped by Inductor's on-disk cache where its graphs match the
+plain row's). Loader-only rows time the host batches of each trainer's loader (same workers, batch and
+augmentations) without the GPU. A table is printed and everything is written as JSON (after every row).
 """
 
 from __future__ import annotations
