@@ -52,9 +52,11 @@ WORKLOADS = {
             "trainer.max_epochs=1",
             "test_after_fit=false",
             "task.log_images=0",
+            "trainer.limit_train_batches=20",
+            "trainer.limit_val_batches=20",
         ],
         baseline="detection.py",
-        baseline_args=["--data", "{data}/BCCD", "--epochs", "1"],
+        baseline_args=["--data", "{data}/BCCD", "--epochs", "1", "--limit-batches", "20"],
     ),
     "segmentation": Workload(
         cvkit=[

@@ -30,7 +30,8 @@ def synchronize(device: torch.device) -> None:
 
 class DeviceBatches:
     """`steps` batches of random uint8 images made once on `device`, each step converted to float and normalised
-    there (as timm's prefetcher does with loaded images): training input without any data loading."""
+    there (as timm's prefetcher does with loaded images): training input without any data loading. Without
+    `normalise` they stay uint8, for cvkit, whose data module normalises every batch on the device itself."""
 
     def __init__(
         self,
@@ -41,7 +42,9 @@ class DeviceBatches:
         device: torch.device,
         mean: Sequence[float],
         std: Sequence[float],
+        normalise: bool = True,
     ) -> None:
+        self.normalise = normalise
         generator = torch.Generator(device=device).manual_seed(0)
         shape = (batch_size, 3, image_size, image_size)
         self.images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device, generator=generator)
@@ -55,7 +58,7 @@ class DeviceBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for _ in range(self.steps):
-            yield (self.images.float() - self.mean) / self.std, self.labels
+            yield ((self.images.float() - self.mean) / self.std if self.normalise else self.images), self.labels
 
 
 class SyntheticData(ClassificationDataModule):
@@ -79,7 +82,9 @@ class SyntheticData(ClassificationDataModule):
 
     def train_dataloader(self) -> DeviceBatches:
         device = self.trainer.strategy.root_device
-        return DeviceBatches(self.batch_size, self.image_size, self.classes, self.steps, device, self.mean, self.std)
+        return DeviceBatches(
+            self.batch_size, self.image_size, self.classes, self.steps, device, self.mean, self.std, normalise=False
+        )
 
 
 class StepTimer(pl.Callback):
