@@ -96,7 +96,7 @@ def test_a_full_disk_stops_the_run_naming_the_file_and_keeps_the_earlier_checkpo
 def test_too_little_free_space_is_found_before_writing(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(cvkit.checkpoints.shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 5 * 2**20, 5 * 2**20))
     with pytest.raises(
-        TrainingFailed, match=r"last.ckpt: not enough free space \(it needs [1-9]\d+\.\d MiB, .* 5.0 MiB"
+        TrainingFailed, match=r"best-epoch000.ckpt: not enough free space \(it needs [1-9]\d+\.\d MiB, .* 5.0 MiB"
     ):
         train(compose_train(tmp_path, *CHECKPOINTED_DIGITS, "trainer.max_epochs=1"))
     assert not list((tmp_path / "checkpoints").glob("*"))
@@ -129,3 +129,11 @@ def test_a_run_dir_as_ckpt_path_means_its_newest_readable_checkpoint(tmp_path: P
 def test_the_commands_name_a_run_dir_without_checkpoints(tmp_path: Path) -> None:
     result = run_cli("cvkit-export", f"ckpt_path={tmp_path}", "format=onnx")
     assert_exit(result, 2, f"cvkit: ckpt_path={tmp_path} is a folder without checkpoints", clean=True)
+
+
+def test_last_is_a_link_to_the_best_written_at_the_same_step(tmp_path: Path) -> None:
+    train(compose_train(tmp_path, *CHECKPOINTED_DIGITS, "trainer.max_epochs=1"))
+    folder = tmp_path / "checkpoints"
+    assert (folder / "last.ckpt").samefile(folder / "best-epoch000.ckpt")  # one write for both
+    last = torch.load(folder / "last.ckpt", weights_only=True)
+    assert last["global_step"] > 0 and "optimizer_states" in last and not list(folder.glob("*.partial"))

@@ -6,9 +6,9 @@ and shuffling:
 
   cvkit        cvkit's ``train_dataloader()``, built from the composed config as ``cvkit-train`` builds it
                (``data=imagefolder``): seeded sampler, per-sample augmentation seeds, unreadable-image
-               handling. Its workers give uint8 batches; the time includes finishing them as the training
-               device would (``on_after_batch_transfer``: float32, normalised, here on the CPU), so every
-               loader hands over the same float batch. ``--decode-min-side`` adds its reduced-size decode.
+               handling. As for a CPU run, its workers finish each batch (float32, normalised: the batch the
+               training step gets, as from the other loaders); a GPU run would finish it on the GPU.
+               ``--decode-min-side`` adds its reduced-size decode.
   albumentations  a hand-written Dataset: ``cv2.imread`` + ``cvtColor``, the albumentations pipeline,
                ``DataLoader(shuffle=True)``.
   torchvision  ``torchvision.datasets.ImageFolder`` (PIL decode) with the same steps in transforms.v2.
@@ -91,7 +91,8 @@ def torchvision_loader(root: Path, size: int, batch: int, workers: int) -> DataL
 
 
 class Finished:
-    """cvkit's loader with each batch finished as on the device: the float batch the training step gets."""
+    """cvkit's loader with each batch passed to its data module's ``on_after_batch_transfer``, as in training
+    (a no-op for a CPU run's batches, which the workers have finished)."""
 
     def __init__(self, loader: DataLoader, finish: Callable) -> None:
         self.loader, self.finish = loader, finish

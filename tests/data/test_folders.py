@@ -40,16 +40,21 @@ def test_loads_classes_and_splits(bccd_cells: Path, tmp_path: Path) -> None:
 
 
 def test_batches_finished_on_the_device_equal_albumentations_normalize(bccd_cells: Path, tmp_path: Path) -> None:
-    """The loader gives uint8; finished on the device they are what ``A.Normalize`` gives on the same pixels."""
+    """A GPU run's loader gives uint8 batches, finished on the device into what ``A.Normalize`` gives on the same
+    pixels; a CPU run's loader finishes them in its workers into the same floats."""
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     module = datamodule(make_folder(bccd_cells, tmp_path), mean=mean, std=std)
-    images, labels = next(iter(module.train_dataloader()))
+    dataset = module.make_dataset("val", train=False)
+    images, labels = module.collate([dataset[index] for index in range(4)])
     assert images.dtype == torch.uint8
     finished, same_labels = module.on_after_batch_transfer((images, labels), 0)
     normalize = A.Normalize(mean=mean, std=std, max_pixel_value=255.0)
     reference = torch.stack([torch.from_numpy(normalize(image=i.permute(1, 2, 0).numpy())["image"]) for i in images])
     torch.testing.assert_close(finished, reference.permute(0, 3, 1, 2), atol=1e-6, rtol=0)
     assert same_labels is labels
+    loaded = next(iter(module.val_dataloader()))
+    assert torch.equal(loaded[0], finished)
+    assert module.on_after_batch_transfer(loaded, 0)[0] is loaded[0]  # finished once only
     assert module.on_after_batch_transfer(None, 0) is None  # a batch of which no image could be read
 
 

@@ -67,18 +67,15 @@ def test_camvid_config_composes_and_loads(camvid: Path, tmp_path: Path) -> None:
 
 
 def test_train_batch_has_the_documented_shapes(camvid_masks: MaskFolderDataModule) -> None:
-    batch = next(iter(camvid_masks.train_dataloader()))
-    images, labels = batch
-    assert images.dtype == torch.uint8 and images.shape == (4, 3, *SMALL)
+    images, labels = next(iter(camvid_masks.train_dataloader()))  # a CPU run's: finished in the workers
+    assert images.dtype == torch.float32 and images.shape == (4, 3, *SMALL)
     assert labels.dtype == torch.int64 and labels.shape == (4, *SMALL)
-    finished, same_labels = camvid_masks.on_after_batch_transfer(batch, 0)  # as on the device
-    assert finished.dtype == torch.float32 and finished.shape == images.shape and same_labels is labels
     assert set(labels.unique().tolist()) <= set(range(12)) and len(labels.unique()) > 3
 
 
 def test_eval_batch_keeps_the_original_masks(camvid_masks: MaskFolderDataModule) -> None:
     images, labels = next(iter(camvid_masks.val_dataloader()))
-    assert images.dtype == torch.uint8 and images.shape == (4, 3, *SMALL)
+    assert images.dtype == torch.float32 and images.shape == (4, 3, *SMALL)
     assert isinstance(labels, list) and len(labels) == 4
     for label, record in zip(labels, camvid_masks.splits["val"]):
         assert label.dtype == torch.int64 and label.shape == (360, 480)

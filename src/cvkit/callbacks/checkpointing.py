@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 
 from cvkit.checkpoints import (
     CHECKPOINT_DIR,
@@ -27,6 +29,7 @@ from cvkit.checkpoints import (
     PARTIAL_SUFFIX,
     PERIODIC_PREFIX,
     run_checkpoints,
+    sync_folder,
     write_atomically,
 )
 from cvkit.errors import CvkitError, Interrupted
@@ -44,8 +47,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomically(Path(path), lambda file: file.write(buffer.getbuffer()), buffer.getbuffer().nbytes)
 
 
-class RunCheckpoints(pl.Callback):
+class RunCheckpoints(Checkpoint):
     """Writes the run's restart points into ``<run dir>/checkpoints``.
+
+    A :class:`~pytorch_lightning.callbacks.Checkpoint`, so Lightning runs it after the other callbacks and
+    after ``ModelCheckpoint`` (configured first): when that has just written the best checkpoint at the
+    epoch's last step, ``last.ckpt`` is a hard link to it (the same state, written once).
 
     Args:
         every_n_train_steps: also save ``step-NNNNNNNN.ckpt`` every N optimizer steps (None: off).
@@ -108,7 +115,9 @@ class RunCheckpoints(pl.Callback):
             self.prune_periodic(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.save(trainer, self.folder / LAST)
+        best = self.best_saved_now(trainer)
+        if best is None or not link_atomically(best, self.folder / LAST, trainer):
+            self.save(trainer, self.folder / LAST)
         signum, _ = self.agree(trainer)
         if signum:
             self.stop_after_save(self.folder / LAST, signum, trainer)
@@ -134,9 +143,20 @@ class RunCheckpoints(pl.Callback):
         return int(agreed[0]), steps_due or bool(agreed[1])
 
     # Saving.
+    @staticmethod
+    def best_saved_now(trainer: pl.Trainer) -> Path | None:
+        """The best checkpoint, when ``ModelCheckpoint`` wrote it at this very optimizer step (the same on every
+        rank), else None."""
+        best = trainer.checkpoint_callback
+        if not isinstance(best, ModelCheckpoint) or not best.best_model_path:
+            return None
+        if best._last_global_step_saved != trainer.global_step or best._last_checkpoint_saved != best.best_model_path:
+            return None
+        return Path(best.best_model_path)
+
     def save(self, trainer: pl.Trainer, path: Path) -> None:
         self.stop.disarm()  # after a signal, a save under way is let finish even past the grace period
-        trainer.save_checkpoint(path)  # every rank: it ends with a barrier; rank 0 writes
+        trainer.save_checkpoint(path, weights_only=False)  # every rank: it ends with a barrier; rank 0 writes
         self._last_save_time = time.monotonic()
 
     def save_and_stop(self, trainer: pl.Trainer, path: Path, signum: int) -> None:
@@ -158,3 +178,21 @@ class RunCheckpoints(pl.Callback):
         periodic = sorted(self.folder.glob(f"{PERIODIC_PREFIX}*.ckpt"))
         for old in periodic[: -self.keep_periodic]:
             old.unlink(missing_ok=True)
+
+
+def link_atomically(source: Path, path: Path, trainer: pl.Trainer) -> bool:
+    """Make `path` a hard link to `source` (rank 0; a temporary link renamed over `path`, so `path` is never
+    missing), then wait for every rank. False, with nothing changed, where the file system has no hard links."""
+    linked = True
+    if trainer.is_global_zero:
+        partial = path.with_name(path.name + PARTIAL_SUFFIX)
+        try:
+            partial.unlink(missing_ok=True)
+            os.link(source, partial)
+            os.replace(partial, path)
+            sync_folder(path.parent)
+        except OSError as err:
+            partial.unlink(missing_ok=True)
+            log.info("could not link %s to %s (%s): writing it", path, source, err)
+            linked = False
+    return bool(trainer.strategy.broadcast(linked))

@@ -13,6 +13,7 @@ from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset
 
 from cvkit.batching import available_cores, loader_workers
+from cvkit.data.batches import FinishingCollate, finish_batch
 from cvkit.data.samplers import EpochSampler
 from cvkit.data.transforms import normalised
 from cvkit.errors import CvkitError
@@ -35,7 +36,7 @@ class BaseDataModule(pl.LightningDataModule):
 
     Subclasses implement :meth:`load_splits` (what the splits are), :meth:`make_dataset` (how one split
     becomes samples) and :attr:`collate` (how samples become a batch of uint8 images, finished on the
-    device by :meth:`finish_images`). Splits are loaded once, on the first
+    device, or in the workers for a CPU run, by :meth:`image_finisher`). Splits are loaded once, on the first
     :meth:`setup`; ``train`` and ``val`` are required and non-empty, ``test`` is optional. Every loader
     draws its indices from an :class:`EpochSampler`, so batches and augmentations depend only on (seed,
     epoch, index), and a run resumed from a mid-epoch checkpoint continues where it stopped.
@@ -80,19 +81,16 @@ class BaseDataModule(pl.LightningDataModule):
 
     collate: Callable[[list[Any]], Any]
 
-    def finish_images(self, images: Any) -> Any:
-        """A batch's uint8 images, on the training device, as the network takes them: normalised by
-        ``mean``/``std`` here (classification, segmentation); detection modules give 0..1 values."""
-        return normalised(images, self.mean, self.std)
+    def image_finisher(self) -> Callable[[Any], Any]:
+        """What makes a batch's uint8 images what the network takes: normalisation by ``mean``/``std`` here
+        (classification, segmentation); detection modules give 0..1 values. Picklable, for loader workers."""
+        return functools.partial(normalised, mean=self.mean, std=self.std)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Finish the images of a batch once it is on the device (:meth:`finish_images`); the loaders give
-        uint8, so workers do no float work and a batch moves at a quarter of the bytes. An empty batch (no
-        image of it could be read) stays as it is."""
-        if not batch:
-            return batch
-        images, *rest = batch
-        return (self.finish_images(images), *rest)
+        """Finish the uint8 images of a batch once it is on a GPU: there, workers do no float work and a batch
+        crosses to the device at a quarter of the bytes. On a CPU the loader's workers have finished it
+        already (in the main process it would compete with the training for the cores)."""
+        return finish_batch(batch, self.image_finisher())
 
     # Splits.
     def setup(self, stage: str | None = None) -> None:
@@ -160,7 +158,7 @@ class BaseDataModule(pl.LightningDataModule):
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=workers,
-            collate_fn=self.collate,
+            collate_fn=self.collate if on_gpu else FinishingCollate(self.collate, self.image_finisher()),
             pin_memory=on_gpu,
             persistent_workers=workers > 0,
             drop_last=shuffle and len(sampler) > self.batch_size,

@@ -73,3 +73,28 @@ def split_unreadable(samples: Sequence[Any]) -> tuple[list[Any], list[Unreadable
     """The samples of a batch that could be read, and those that could not."""
     kept = [sample for sample in samples if not isinstance(sample, Unreadable)]
     return kept, [sample for sample in samples if isinstance(sample, Unreadable)]
+
+
+def finish_batch(batch: Any, finish_images: Callable[[Any], Any]) -> Any:
+    """`batch` with its uint8 images (a tensor, or a list of them) passed through `finish_images`; a batch
+    already finished, or an empty one, as it is."""
+    if not batch:
+        return batch
+    images, *rest = batch
+    first = images if isinstance(images, torch.Tensor) else next(iter(images), None)
+    if first is None or first.dtype != torch.uint8:
+        return batch
+    parts = (finish_images(images), *rest)
+    return Batch(parts, batch.unreadable) if isinstance(batch, Batch) else parts
+
+
+@dataclass(frozen=True)
+class FinishingCollate:
+    """A collate function whose batches leave the loader worker finished (:func:`finish_batch`): for training
+    on a CPU, where finishing them in the main process would compete with the training."""
+
+    collate: Callable[[list[Any]], Any]
+    finish_images: Callable[[Any], Any]
+
+    def __call__(self, samples: list[Any]) -> Any:
+        return finish_batch(self.collate(samples), self.finish_images)

@@ -1,11 +1,13 @@
 """Albumentations pipelines from config, and what finishes their images on the training device.
 
 A pipeline is the listed transforms, then conversion to a CHW **uint8** tensor (a mask passed along becomes an
-HxW tensor, detection boxes are carried along): loader workers do no float work, and a batch crosses from
-the workers and to the GPU at a quarter of the bytes of float32. The data module finishes the batch on the
-device (``on_after_batch_transfer``): :func:`normalised` for classification and segmentation, by
-``data.mean``/``data.std``, and :func:`unit_range` for detection, whose torchvision detectors normalise and
-resize inside. Predictors finish their images the same way.
+HxW tensor, detection boxes are carried along). The batch is then finished: :func:`normalised` for
+classification and segmentation, by ``data.mean``/``data.std``, and :func:`unit_range` for detection, whose
+torchvision detectors normalise and resize inside. For a GPU run that happens on the GPU
+(``on_after_batch_transfer``): workers do no float work and a batch crosses to the device at a quarter of
+the bytes of float32, as timm's prefetcher does. For a CPU run the loader's workers finish each batch, one
+batch-wide operation instead of albumentations' per-image ``Normalize``. Predictors finish their images the
+same way.
 """
 
 from __future__ import annotations

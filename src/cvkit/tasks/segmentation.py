@@ -102,8 +102,9 @@ class SegmentationTask(BaseTask):
         for one, mask in zip(logits, masks):
             resized = F.interpolate(one[None], size=mask.shape[-2:], mode="bilinear", align_corners=False)
             losses.append(self.loss(resized, mask[None]))
-            confusion.update(resized.argmax(dim=1), mask[None])
-            predictions.append(resized[0].argmax(dim=0))
+            predicted = resized.argmax(dim=1)  # once: at full mask size, the costliest step of the loop
+            confusion.update(predicted, mask[None])
+            predictions.append(predicted[0])
         loss = torch.stack(losses).mean()
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, prog_bar=True, batch_size=len(images))
         return predictions

@@ -2,9 +2,10 @@
 
 A batch is ``(images, labels)``::
 
-    images  uint8 [N, 3, S, S] from the loader; float32 normalised by ``data.mean``/``data.std`` once on
-            the device (``on_after_batch_transfer``), as the task's steps receive them. S is the size the
-            split's transforms end at (the default configs: ``data.image_size``)
+    images  float32 [N, 3, S, S], normalised by ``data.mean``/``data.std``, as the task's steps receive
+            them; S is the size the split's transforms end at (the default configs: ``data.image_size``).
+            For a GPU run the loader gives them as uint8, normalised once on the device
+            (:func:`cvkit.data.batches.finish_batch`)
     labels  int64 [N], class indices 0..K-1 in the order of ``class_names``
 
 Images are read as RGB (grayscale and palette files converted). An unreadable image is left out of its

@@ -10,8 +10,6 @@ from typing import Any
 
 import numpy as np
 import torchvision
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from cvkit.data.classification.datasets import ArrayImages
 from cvkit.data.classification.module import ClassificationDataModule, Split
@@ -56,6 +54,8 @@ def holdout_split(
     """Stratified, seeded split of indices into (kept, held out); the same seed gives the same split."""
     if not 0.0 < fraction < 1.0:
         raise CvkitError(f"{key} must be between 0 and 1 (exclusive), got {fraction}")
+    from sklearn.model_selection import train_test_split  # here: scikit-learn costs 0.4 s to import
+
     indices = np.arange(len(labels))
     kept, held_out = train_test_split(indices, test_size=fraction, random_state=seed, stratify=labels)
     return np.sort(kept), np.sort(held_out)
@@ -81,6 +81,8 @@ class DigitsDataModule(ClassificationDataModule):
         self.split_seed = split_seed
 
     def load_splits(self) -> tuple[dict[str, Split], list[str]]:
+        from sklearn.datasets import load_digits  # here: scikit-learn costs 0.4 s to import
+
         digits = load_digits()
         images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
         labels = digits.target.astype(np.int64)

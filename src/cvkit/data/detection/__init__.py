@@ -2,10 +2,9 @@
 
 A batch is ``(images, targets)``, two lists of the same length (images may differ in size)::
 
-    images[i]   uint8 tensor [3, H, W] from the loader; float32 values 0..1 once on the device
-                (``on_after_batch_transfer``), as the task's steps receive them. Not normalised:
-                torchvision detectors normalise and resize inside their own transform, and map boxes
-                back to these coordinates
+    images[i]   float32 tensor [3, H, W], values 0..1 (a GPU run's loader gives uint8, made float on the
+                device). Not normalised: torchvision detectors normalise and resize inside their own
+                transform, and map boxes back to these coordinates
     targets[i]  {"boxes": float32 [N, 4] xyxy absolute pixels, "labels": int64 [N] in 1..K (0 is the
                  background), "image_id": int (the id ground_truth() gives the image)}
 

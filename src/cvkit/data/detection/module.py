@@ -5,7 +5,7 @@ class of every detection module with its COCO-format ground truth."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,10 @@ def collate_detection(samples: list[Any]) -> Batch:
     return Batch(parts, unreadable)
 
 
+def unit_range_each(images: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [unit_range(image) for image in images]
+
+
 class DetectionDataModule(BaseDataModule):
     """Base of every detection data module; subclasses implement :meth:`load_splits`, returning
     ``({"train": [DetectionRecord, ...], "val": [...][, "test": [...]]}, class_names)`` with labels
@@ -177,9 +181,9 @@ class DetectionDataModule(BaseDataModule):
             more = f"\n  ... and {len(self.box_problems) - 20} more" if len(self.box_problems) > 20 else ""
             log.warning("%d box(es) left out of training:\n%s%s", len(self.box_problems), listing, more)
 
-    def finish_images(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+    def image_finisher(self) -> Callable[[list[torch.Tensor]], list[torch.Tensor]]:
         """0..1 float images: the detector normalises and resizes them inside."""
-        return [unit_range(image) for image in images]
+        return unit_range_each
 
     def make_dataset(self, split: str, train: bool) -> DetectionDataset:
         pipeline = self.train_pipeline if train else self.eval_pipeline

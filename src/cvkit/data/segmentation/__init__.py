@@ -2,13 +2,12 @@
 
 A batch is ``(images, masks)``; what ``masks`` is depends on the loader::
 
-    train       images  uint8 [N, 3, H, W] from the loader; float32 normalised by ``data.mean``/``data.std``
-                        once on the device (``on_after_batch_transfer``), as the task's steps receive
-                        them. H x W is the size ``data.train_transforms`` ends at (the default configs:
-                        ``data.image_size``)
+    train       images  float32 [N, 3, H, W], normalised by ``data.mean``/``data.std`` (a GPU run's loader
+                        gives uint8, normalised on the device); H x W is the size
+                        ``data.train_transforms`` ends at (the default configs: ``data.image_size``)
                 masks   int64 [N, H, W], transformed together with their images (nearest neighbour, so
                         values stay class indices): 0..K-1, or ``ignore_index``
-    val, test   images  uint8 [N, 3, H, W] resized to ``data.image_size`` = [H, W]; normalised on the device
+    val, test   images  float32 [N, 3, H, W], resized to ``data.image_size`` = [H, W] and normalised
                 masks   list of N int64 tensors [h_i, w_i]: each image's mask as read from its file, at
                         the image's original size (images of a split may differ in size)
 
