@@ -65,7 +65,8 @@ def memorized_answers(files: dict[str, str]) -> dict[float, dict[str, torch.Tens
         if isinstance(sample, Unreadable):
             continue
         own = ~record.iscrowd
-        answers[pixel_key(sample[0])] = {
+        finished = module.image_finisher()([sample[0]])[0]  # as the detector gets it
+        answers[pixel_key(finished)] = {
             "boxes": torch.as_tensor(record.boxes[own], dtype=torch.float32),
             "labels": torch.as_tensor(record.labels[own]),
             "scores": torch.full((int(own.sum()),), 0.9),

@@ -9,8 +9,8 @@ and shuffling:
                handling. As for a CPU run, its workers finish each batch (float32, normalised: the batch the
                training step gets, as from the other loaders); a GPU run would finish it on the GPU.
                ``--decode-min-side`` adds its reduced-size decode.
-  albumentations  a hand-written Dataset: ``cv2.imread`` + ``cvtColor``, the albumentations pipeline,
-               ``DataLoader(shuffle=True)``.
+  albumentations  the train loader of ``baselines/classification.py``: a hand-written Dataset,
+               ``cv2.imread`` + ``cvtColor``, the albumentations pipeline, ``DataLoader(shuffle=True)``.
   torchvision  ``torchvision.datasets.ImageFolder`` (PIL decode) with the same steps in transforms.v2.
 
 Each run makes a fresh loader and times whole epochs, worker start-up included (building it is not); loaders
@@ -31,15 +31,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import albumentations as A
-import cv2
 import torch
-from albumentations.pytorch import ToTensorV2
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "baselines"))
+from classification import loaders as plain_loaders
 from common import cvkit_config, machine, print_table, write_results
 
 from cvkit.builders import build_datamodule
@@ -48,32 +47,9 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 Loader = Callable[[], Any]
 
 
-class Cv2Folder(Dataset):
-    """What a user writes: image paths and labels from the folder, cv2 decode, an albumentations pipeline."""
-
-    def __init__(self, root: Path, size: int) -> None:
-        folder = datasets.ImageFolder(root)  # only its file listing
-        self.samples = folder.samples
-        self.pipeline = A.Compose(
-            [
-                A.RandomResizedCrop(size=(size, size), scale=(0.5, 1.0)),
-                A.HorizontalFlip(),
-                A.Normalize(MEAN, STD),
-                ToTensorV2(),
-            ]
-        )
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.samples[index]
-        image = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        return self.pipeline(image=image)["image"], label
-
-
 def albumentations_loader(root: Path, size: int, batch: int, workers: int) -> DataLoader:
-    return DataLoader(Cv2Folder(root / "train", size), batch, shuffle=True, num_workers=workers, drop_last=True)
+    """The train loader of the hand-written classification baseline (``baselines/classification.py``)."""
+    return plain_loaders(root, size, batch, workers)[0]
 
 
 def torchvision_loader(root: Path, size: int, batch: int, workers: int) -> DataLoader:

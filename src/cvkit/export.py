@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cvkit.builders import build_datamodule
 from cvkit.console import print_table
-from cvkit.data.batches import Unreadable
+from cvkit.data.batches import Unreadable, finish_batch
 from cvkit.data.images import CorruptImageError, read_rgb
 from cvkit.errors import CvkitError
 from cvkit.inference import Predictor
@@ -56,7 +56,9 @@ def check_images(cfg: DictConfig, predictor: Predictor) -> list[torch.Tensor]:
         ) from err
     dataset = datamodule.make_dataset("val", train=False)
     samples = (dataset[index] for index in range(len(dataset)))
-    return [sample[0] for sample in islice((s for s in samples if not isinstance(s, Unreadable)), count)]
+    readable = list(islice((s for s in samples if not isinstance(s, Unreadable)), count))
+    images = finish_batch(datamodule.collate(readable), datamodule.image_finisher())[0]  # as the network gets them
+    return list(images)
 
 
 def export(cfg: DictConfig) -> dict[str, Any]:

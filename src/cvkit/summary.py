@@ -15,7 +15,6 @@ from cvkit.console import image_count_rows, print_image_counts, print_per_class,
 from cvkit.data.base import BaseDataModule
 from cvkit.models import count_parameters
 from cvkit.optim import TrainingPlan
-from cvkit.tasks.base import channels_last_for
 
 if TYPE_CHECKING:  # for type hints only: the tasks do not depend on this module
     from cvkit.tasks import BaseTask
@@ -45,7 +44,7 @@ def run_summary(
         "devices": trainer.num_devices,
         "num_nodes": trainer.num_nodes,
         "precision": str(trainer.precision),
-        "channels_last": channels_last_for(task.channels_last, trainer),
+        "channels_last": task.channels_last_under(trainer),
         "torch": torch.__version__,
         "output_dir": str(run_dir),
     }

@@ -98,9 +98,13 @@ class BaseTask(pl.LightningModule):
         if channels_last not in (True, False, "auto"):
             raise CvkitError(f"channels_last={channels_last!r} is not valid: it must be true, false or auto")
 
+    def channels_last_under(self, trainer: pl.Trainer) -> bool:
+        """Whether this task feeds its model channels-last tensors when `trainer` runs it."""
+        return channels_last_for(self.channels_last, trainer)
+
     def setup(self, stage: str) -> None:
         """Decide ``channels_last=auto`` for the trainer's device and precision, and lay the weights out so."""
-        self.channels_last = channels_last_for(self.channels_last, self.trainer)
+        self.channels_last = self.channels_last_under(self.trainer)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
