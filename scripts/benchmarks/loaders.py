@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -44,7 +43,7 @@ from common import cvkit_config, machine, print_table, write_results
 from cvkit.builders import build_datamodule
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-Loader = Callable[[], Any]
+Loader = Callable[[], DataLoader]
 
 
 def albumentations_loader(root: Path, size: int, batch: int, workers: int) -> DataLoader:
@@ -66,18 +65,7 @@ def torchvision_loader(root: Path, size: int, batch: int, workers: int) -> DataL
     return DataLoader(folder, batch, shuffle=True, num_workers=workers, drop_last=True)
 
 
-class Finished:
-    """cvkit's loader with each batch passed to its data module's ``on_after_batch_transfer``, as in training
-    (a no-op for a CPU run's batches, which the workers have finished)."""
-
-    def __init__(self, loader: DataLoader, finish: Callable) -> None:
-        self.loader, self.finish = loader, finish
-
-    def __iter__(self):
-        return (self.finish(batch, 0) for batch in self.loader)
-
-
-def cvkit_loader(root: Path, size: int, batch: int, workers: int, decode_min_side: int | None = None) -> Finished:
+def cvkit_loader(root: Path, size: int, batch: int, workers: int, decode_min_side: int | None = None) -> DataLoader:
     cfg = cvkit_config(
         "data=imagefolder",
         f"data.root={root}",
@@ -87,8 +75,7 @@ def cvkit_loader(root: Path, size: int, batch: int, workers: int, decode_min_sid
         f"data.decode_min_side={decode_min_side or 'null'}",
         "data.verify_images=none",
     )
-    datamodule = build_datamodule(cfg)
-    return Finished(datamodule.train_dataloader(), datamodule.on_after_batch_transfer)
+    return build_datamodule(cfg).train_dataloader()  # no trainer: a CPU run's, finished in its workers
 
 
 def images_per_second(make: Loader, epochs: int) -> float:

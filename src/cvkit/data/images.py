@@ -63,12 +63,12 @@ def read_rgb(path: Path | str, min_side: int | None = None) -> np.ndarray:
     """
     try:
         with open(path, "rb") as file:
-            data = np.frombuffer(file.read(), dtype=np.uint8)
+            data = file.read()
     except OSError as err:
         raise CorruptImageError(path, str(err) or type(err).__name__) from err
-    if looks_complete(data):
+    if looks_complete(data[:8], data[-8:]):
         try:
-            image = cv2.imdecode(data, RGB_AS_STORED | reduction(data, min_side))
+            image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), RGB_AS_STORED | reduction(data, min_side))
         except (cv2.error, *DECODE_ERRORS):  # e.g. over the pixel limit: PIL names the fault
             image = None
         if image is not None:
@@ -76,10 +76,9 @@ def read_rgb(path: Path | str, min_side: int | None = None) -> np.ndarray:
     return read_with_pil(path, data, min_side)
 
 
-def looks_complete(data: np.ndarray) -> bool:
-    """Whether `data` starts and ends as a whole JPEG or PNG file does (OpenCV decodes a cut-off JPEG
-    without an error, filling the missing part with grey)."""
-    head, tail = data[:8].tobytes(), data[-8:].tobytes()
+def looks_complete(head: bytes, tail: bytes) -> bool:
+    """Whether a file that starts with `head` and ends with `tail` (8 bytes each) is whole as a JPEG or PNG file
+    is (OpenCV decodes a cut-off JPEG without an error, filling the missing part with grey)."""
     return any(head.startswith(start) and tail.endswith(end) for start, end in COMPLETE_FILES)
 
 
@@ -88,24 +87,24 @@ def has_complete_ends(path: Path) -> bool:
     with open(path, "rb") as file:
         head = file.read(8)
         file.seek(max(file.seek(0, os.SEEK_END) - 8, 0))
-        return looks_complete(np.frombuffer(head + file.read(8), dtype=np.uint8))
+        return looks_complete(head, file.read(8))
 
 
-def reduction(data: np.ndarray, min_side: int | None) -> int:
+def reduction(data: bytes, min_side: int | None) -> int:
     """OpenCV's flag for the reduced-size decode of JPEG `data` that `min_side` allows (0: full size)."""
-    if min_side is None or data[:2].tobytes() != b"\xff\xd8":
+    if min_side is None or not data.startswith(b"\xff\xd8"):
         return 0
-    with Image.open(io.BytesIO(data.tobytes())) as image:  # reads the header only
+    with Image.open(io.BytesIO(data)) as image:  # reads the header only
         shorter = min(image.size)
     return next((flag for scale, flag in REDUCED_JPEG if shorter // scale >= min_side), 0)
 
 
-def read_with_pil(path: Path | str, data: np.ndarray, min_side: int | None) -> np.ndarray:
+def read_with_pil(path: Path | str, data: bytes, min_side: int | None) -> np.ndarray:
     """Decode `data` (the bytes of `path`) with PIL: any format it reads, and an error that names the fault."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data.tobytes())) as image:
+            with Image.open(io.BytesIO(data)) as image:
                 if min_side is not None:
                     image.draft("RGB", (min_side, min_side))
                 return np.asarray(image.convert("RGB"))
