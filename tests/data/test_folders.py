@@ -10,6 +10,7 @@ from cvkit.data import ImageFolderDataModule
 from cvkit.data.batches import Unreadable
 from cvkit.data.classification.datasets import ClassificationDataset, collate_skipping_unreadable
 from cvkit.data.images import CorruptImageError
+from cvkit.data.transforms import normalised, unit_range
 from cvkit.errors import CvkitError
 from tests.helpers.datasets import corrupt_files, make_folder
 
@@ -56,6 +57,20 @@ def test_batches_finished_on_the_device_equal_albumentations_normalize(bccd_cell
     assert torch.equal(loaded[0], finished)
     assert module.on_after_batch_transfer(loaded, 0)[0] is loaded[0]  # finished once only
     assert module.on_after_batch_transfer(None, 0) is None  # a batch of which no image could be read
+
+
+def test_a_worker_finishes_its_batch_in_shared_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a loader worker the float batch is made in shared memory (as ``default_collate`` makes its batches):
+    handing it to the main process then copies nothing. The values are those made outside a worker."""
+    images = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    outside = normalised(images, mean, std)
+    assert not outside.is_shared()
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: object())  # as inside a worker
+    inside = normalised(images, mean, std)
+    assert inside.is_shared() and inside.shape == images.shape and torch.equal(inside, outside)
+    assert unit_range(images[0]).is_shared()
+    torch.testing.assert_close(unit_range(images[0]), images[0].float() / 255, atol=1e-7, rtol=0)
 
 
 def test_a_float_making_step_in_the_transforms_is_refused(bccd_cells: Path, tmp_path: Path) -> None:
