@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import functools
-import os
-import signal
 from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
-from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset
 
 from cvkit.batching import available_cores, loader_workers
 from cvkit.data.batches import FinishingCollate, finish_batch
 from cvkit.data.samplers import EpochSampler
 from cvkit.data.transforms import normalised
+from cvkit.data.workers import start_worker, stopped_at_exit
 from cvkit.errors import CvkitError
-from cvkit.signals import STOP_SIGNALS
-
-
-def start_worker(worker_id: int, rank: int) -> None:
-    """Start a loader worker: it leaves SIGINT, SIGTERM and SIGUSR1 to the main process, which stops at the end
-    of a step, saves and then shuts the workers down (a terminal's Ctrl-C and a SLURM signal reach every
-    process; by default a worker would die of them mid-step). Then Lightning's own worker seeding, which it
-    adds only to loaders without a ``worker_init_fn``."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    if int(os.environ.get("PL_SEED_WORKERS", 0)):
-        pl_worker_init_function(worker_id, rank=rank)
 
 
 class BaseDataModule(pl.LightningDataModule):
@@ -153,7 +139,7 @@ class BaseDataModule(pl.LightningDataModule):
         )
         on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         workers = self.loader_workers()
-        return DataLoader(
+        loader = DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -164,6 +150,7 @@ class BaseDataModule(pl.LightningDataModule):
             drop_last=shuffle and len(sampler) > self.batch_size,
             worker_init_fn=functools.partial(start_worker, rank=rank),
         )
+        return stopped_at_exit(loader)
 
     def loader_workers(self, trainer: pl.Trainer | None = None) -> int:
         """The worker processes of each loader: ``data.num_workers``, or for ``auto`` the CPU cores per device
