@@ -54,6 +54,7 @@ BASE_OVERRIDES = [
     "+backbone.channels=[32,64,128,256]",
     "scheduler=multistep",
     "~callbacks.model_checkpoint",
+    "~callbacks.checkpoints",
     "~callbacks.progress_bar",
     "trainer.enable_progress_bar=false",
     "+trainer.enable_checkpointing=false",

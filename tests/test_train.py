@@ -160,7 +160,7 @@ def test_logged_lr_has_the_warmup_shape(tmp_path: Path) -> None:
         ("32-true", True, "torch.float32", True),
         ("bf16-mixed", False, "torch.bfloat16", False),
         ("16-mixed", True, "torch.bfloat16", True),
-        ("bf16-mixed", "auto", "torch.bfloat16", False),  # auto: channels-last on CUDA only
+        ("32-true", "auto", "torch.float32", True),  # auto: channels-last on the CPU
     ],
 )
 def test_precision_and_channels_last_reach_the_model(tmp_path: Path, precision, channels_last, dtype, laid_out) -> None:
@@ -189,12 +189,13 @@ def test_the_planned_steps_per_epoch_are_the_loaders(tmp_path: Path, limit, accu
     assert planned == math.ceil(trainer.num_training_batches / accumulate) == trainer.global_step
 
 
-def test_auto_channels_last_is_on_for_mixed_precision_on_cuda() -> None:
+def test_auto_channels_last_is_on_for_the_cpu_and_for_mixed_precision_on_cuda() -> None:
     def trainer(device: str, precision: str) -> SimpleNamespace:
         return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), precision=precision)
 
     assert channels_last_for("auto", trainer("cuda", "bf16-mixed")) is True
     assert channels_last_for("auto", trainer("cuda", "16-mixed")) is True
     assert channels_last_for("auto", trainer("cuda", "32-true")) is False
-    assert channels_last_for("auto", trainer("cpu", "bf16-mixed")) is False
-    assert channels_last_for(True, trainer("cpu", "32-true")) is True
+    assert channels_last_for("auto", trainer("cpu", "32-true")) is True
+    assert channels_last_for("auto", trainer("mps", "32-true")) is False
+    assert channels_last_for(False, trainer("cpu", "32-true")) is False

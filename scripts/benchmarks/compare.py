@@ -8,6 +8,7 @@ of every process. Prints the medians and the ratios cvkit / plain, and writes ev
 
     python scripts/benchmarks/compare.py --data ../shared/data --repeats 3 --json docs/benchmarks_e2e.json
     python scripts/benchmarks/compare.py --workloads classification --smoke    # a few batches, to check it runs
+    python scripts/benchmarks/compare.py --workloads classification --cvkit-overrides channels_last=false
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -124,13 +125,16 @@ def main() -> None:
     parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), default=list(WORKLOADS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="a few batches per run: checks the commands run")
+    parser.add_argument("--cvkit-overrides", nargs="*", default=[], help="added to each cvkit command")
     parser.add_argument("--keep", type=Path, default=None, help="keep the runs' folders and logs here")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     data = args.data.resolve()
     with tempfile.TemporaryDirectory(prefix="cvkit-bench-") as scratch:
         keep = args.keep.resolve() if args.keep else Path(scratch)
-        results = [run_workload(n, WORKLOADS[n], data, args.repeats, args.smoke, keep) for n in args.workloads]
+        workloads = {name: WORKLOADS[name] for name in args.workloads}
+        workloads = {name: replace(w, cvkit=[*w.cvkit, *args.cvkit_overrides]) for name, w in workloads.items()}
+        results = [run_workload(n, w, data, args.repeats, args.smoke, keep) for n, w in workloads.items()]
     rows = []
     for result in results:
         for key, label in (("wall_s", "wall s"), ("cpu_s", "CPU s")):
