@@ -45,3 +45,11 @@ def test_the_decode_benchmark_times_every_reader(bccd_voc: Path, tmp_path: Path)
     rows = json.loads((tmp_path / "d.json").read_text())["rows"]
     assert [row["reader"] for row in rows][:2] == ["PIL convert('RGB')", "cvkit, full size"]
     assert {row["reader"]: row["decoded_shape"] for row in rows}["cvkit, decode_min_side=224"] == [240, 320, 3]
+
+
+def test_the_layout_benchmark_times_both_layouts(tmp_path: Path) -> None:
+    settings = ["--workloads", "resnet18", "--steps", "1", "--repeats", "1", "--json", str(tmp_path / "layout.json")]
+    run("layout.py", *settings)
+    rows = json.loads((tmp_path / "layout.json").read_text())["rows"]
+    assert [row["figure"] for row in rows] == ["train step", "eval forward"]
+    assert all(row["default_ms"] > 0 and row["channels_last_ms"] > 0 for row in rows)

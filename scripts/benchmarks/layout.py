@@ -63,7 +63,8 @@ def network(workload: Workload) -> tuple[nn.Module, str]:
     )
     backbone, options = (OmegaConf.to_container(cfg[key], resolve=True) for key in ("backbone", "task"))
     height, width = workload.batch[1:]
-    return build(backbone, options.get("model", {}), workload.classes, [height, width], False), task
+    size = height if height == width else [height, width]
+    return build(backbone, options.get("model", {}), workload.classes, size, False), task
 
 
 def step_functions(net: nn.Module, task: str, workload: Workload, channels_last: bool) -> dict[str, Callable]:
