@@ -98,6 +98,7 @@ def test_sweep_runs_each_job_in_its_own_folder(tmp_path: Path) -> None:
         (["data=cifar10", "data.root=/no/such/folder"], "data.download=true"),
         (["ckpt_path=/no/such/last.ckpt"], "ckpt_path: /no/such/last.ckpt does not exist"),
         (["data=digits", "data.image_size=64", "backbone=vit", "data.image_size=40"], "patch size 16"),
+        (["+trainer.enable_checkpointing=false"], "callbacks.model_checkpoint and callbacks.checkpoints write"),
     ],
 )
 def test_bad_input_gets_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:

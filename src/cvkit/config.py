@@ -37,6 +37,10 @@ POSITIVE_KEYS = (
 )
 
 
+# The callbacks of configs/callbacks/default.yaml that write checkpoints.
+CHECKPOINT_CALLBACKS = ("model_checkpoint", "checkpoints")
+
+
 def validate(cfg: DictConfig) -> None:
     """Fail with the key, the value and an example when a typed key holds the wrong kind of value, or a value
     that must be above zero is not. Needs nothing but the config: the CLI calls it before torch is imported."""
@@ -48,6 +52,20 @@ def validate(cfg: DictConfig) -> None:
             raise CvkitError(f"{key}={value!r} is not valid: it must be {example}")
         if key in POSITIVE_KEYS and value <= 0:
             raise CvkitError(f"{key}={value!r} is not valid: it must be above 0, e.g. {example.split('e.g. ')[-1]}")
+    check_checkpointing(cfg)
+
+
+def check_checkpointing(cfg: DictConfig) -> None:
+    """Refuse ``trainer.enable_checkpointing=false`` beside callbacks that write checkpoints (Lightning's own
+    refusal names only ModelCheckpoint), saying which to remove."""
+    if OmegaConf.select(cfg, "trainer.enable_checkpointing", default=True) is not False:
+        return
+    writers = [f"callbacks.{name}" for name in CHECKPOINT_CALLBACKS if OmegaConf.select(cfg, f"callbacks.{name}")]
+    if writers:
+        raise CvkitError(
+            f"trainer.enable_checkpointing=false, but {' and '.join(writers)} write checkpoints: remove them as "
+            f"well ({' '.join('~' + key for key in writers)}), or leave checkpointing on"
+        )
 
 
 # Recorded training overrides that never carry over into an evaluation.

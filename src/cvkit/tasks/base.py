@@ -43,8 +43,8 @@ warnings.filterwarnings("ignore", message="You have overridden `on_before_batch_
 
 def channels_last_for(setting: bool | str, trainer: pl.Trainer) -> bool:
     """``channels_last``: as set, or for ``auto`` on when `trainer` trains on the CPU, where oneDNN's
-    convolutions are faster channels-last (1.06-1.65x a train step for the convolutional backbones measured,
-    neutral for ViT: docs/benchmarks.md), or on a CUDA GPU in mixed precision, where cuDNN runs channels-last
+    convolutions are faster channels-last (1.06-1.48x a train step for the convolutional networks measured,
+    0.98 for ViT-Tiny: docs/benchmarks.md), or on a CUDA GPU in mixed precision, where cuDNN runs channels-last
     convolutions on the tensor cores (the case NVIDIA's performance guide gives as faster); CUDA float32 and
     other devices keep the default layout."""
     if setting != "auto":
