@@ -17,6 +17,11 @@ from cvkit.data.workers import start_worker, stopped_at_exit
 from cvkit.errors import CvkitError
 
 
+def trains_on_cuda(trainer: pl.Trainer | None) -> bool:
+    """Whether `trainer` (None: no trainer yet) runs on CUDA devices."""
+    return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
+
 class BaseDataModule(pl.LightningDataModule):
     """Base of every data module (classification, detection, segmentation).
 
@@ -137,7 +142,7 @@ class BaseDataModule(pl.LightningDataModule):
             epoch_source=self._epoch_in_progress if self.trainer else None,
             skip_source=self._samples_done_in_epoch if self.trainer else None,
         )
-        on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        on_gpu = trains_on_cuda(self.trainer)
         workers = self.loader_workers()
         loader = DataLoader(
             dataset,
@@ -157,9 +162,8 @@ class BaseDataModule(pl.LightningDataModule):
         of this machine (:func:`cvkit.batching.loader_workers`) under `trainer` (default: the one this module
         is attached to; none: a CPU-only machine)."""
         trainer = trainer or self.trainer
-        on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
         local_devices = trainer.num_devices if trainer is not None else 1
-        return loader_workers(self.num_workers, available_cores(), local_devices, on_gpu)
+        return loader_workers(self.num_workers, available_cores(), local_devices, trains_on_cuda(trainer))
 
     # Mid-epoch resume.
     def _epoch_in_progress(self) -> int:
