@@ -15,7 +15,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--data-root",
         default=os.environ.get("CVKIT_DATA", str(REPO.parent / "shared" / "data")),
-        help="folder with the real test datasets (bccd_cells, BCCD, CamVid, coco128); env CVKIT_DATA; "
+        help="folder with the real test datasets (bccd_cells, BCCD, CamVid, coco128, FashionMNIST); env CVKIT_DATA; "
         "default ../shared/data",
     )
 
@@ -50,3 +50,10 @@ def camvid(data_root: Path) -> Path:
 def coco128(data_root: Path) -> Path:
     """The first 128 COCO train2017 images with their instances annotations."""
     return dataset(data_root, "coco128", "images", "COCO detection set")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist(data_root: Path) -> Path:
+    """The folder holding ``FashionMNIST/raw/*.gz``: torchvision's raw Fashion-MNIST files, 60k/10k, read-only."""
+    dataset(data_root, "FashionMNIST", "raw", "Fashion-MNIST raw files")
+    return data_root

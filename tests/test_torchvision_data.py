@@ -1,8 +1,9 @@
 """data=mnist / fashion_mnist / cifar10: torchvision's sets read from its on-disk layout under data.root.
 
-No copy of these sets exists offline, so each test writes small files in torchvision's exact formats
-(tests/helpers/torchvision_files.py) and loads them through the real code: the Hydra config, TorchvisionDataModule,
-torchvision's own dataset classes and cvkit's loaders.
+Fashion-MNIST's real files are in the shared data (read-only, only the .gz archives); for the rest, and for
+damaged files, each test writes small files in torchvision's exact formats (tests/helpers/torchvision_files.py)
+and loads them through the real code: the Hydra config, TorchvisionDataModule, cvkit's IDX reader or
+torchvision's own dataset classes, and cvkit's loaders.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torchvision
 
 from cvkit.builders import build_datamodule
 from cvkit.data import TorchvisionDataModule
+from cvkit.data.classification.builtin import read_idx
 from cvkit.errors import CvkitError
 from tests.helpers.cli import assert_exit, run_cli
 from tests.helpers.configs import compose_train
@@ -129,20 +131,53 @@ def test_train_batches_are_three_channel_float_at_image_size(
 
 
 @pytest.mark.parametrize("config_name", ["mnist", "fashion_mnist"])
-def test_idx_files_only_as_downloaded_gz_are_unpacked_and_read(config_name: str, tmp_path: Path) -> None:
+def test_idx_files_only_as_downloaded_gz_are_read_without_writing(config_name: str, tmp_path: Path) -> None:
     root = tmp_path / "data"
     written = write_mnist_files(root, SETS[config_name][0], TRAIN_PER_CLASS, TEST_PER_CLASS, layout="gz")
+    raw = root / SETS[config_name][1]
+    before = sorted(path.name for path in raw.iterdir())
     datamodule = datamodule_for(config_name, root, tmp_path / "run")
 
     assert datamodule.split_sizes()["test"] == 10 * TEST_PER_CLASS
     assert np.array_equal(datamodule.splits["test"].labels, written["test"][1])
-    raw = root / SETS[config_name][1]
-    assert sorted(path.name for path in raw.iterdir()) == sorted(
-        f"{stem}-{kind}-ubyte{suffix}"
-        for stem in ("train", "t10k")
-        for kind in ("images-idx3", "labels-idx1")
-        for suffix in ("", ".gz")
-    )
+    assert np.array_equal(datamodule.splits["test"].images[3][..., 0], written["test"][0][3])
+    assert sorted(path.name for path in raw.iterdir()) == before  # read in memory: nothing unpacked beside them
+
+
+def test_real_fashion_mnist_reads_from_its_read_only_folder(fashion_mnist: Path, tmp_path: Path) -> None:
+    """The shared copy holds only the .gz files, in a read-only folder: cvkit reads them as they are."""
+    raw = fashion_mnist / "FashionMNIST" / "raw"
+    before = sorted(path.name for path in raw.iterdir())
+    datamodule = datamodule_for("fashion_mnist", fashion_mnist, tmp_path / "run")
+
+    assert datamodule.split_sizes() == {"train": 54_000, "val": 6_000, "test": 10_000}
+    assert datamodule.class_names == list(torchvision.datasets.FashionMNIST.classes)
+    assert np.bincount(datamodule.splits["test"].labels).tolist() == [1000] * 10  # README.txt: 1000 per class
+    # README.txt: the first train labels are 9 0 0 3 0 2 7 2 5 5.
+    assert read_idx(raw / "train-labels-idx1-ubyte.gz")[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+    assert sorted(path.name for path in raw.iterdir()) == before
+
+
+@pytest.mark.parametrize("layout", ["gz", "unpacked"])
+def test_a_truncated_idx_file_is_named_not_loaded(layout: str, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    write_mnist_files(root, "FashionMNIST", TRAIN_PER_CLASS, TEST_PER_CLASS, layout=layout)
+    name = "train-images-idx3-ubyte" + (".gz" if layout == "gz" else "")
+    damaged = root / "FashionMNIST/raw" / name
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    with pytest.raises(CvkitError, match="fetch") as raised:
+        datamodule_for("fashion_mnist", root, tmp_path / "run")
+    assert str(damaged) in str(raised.value) and "data.root" in str(raised.value)
+
+
+def test_a_file_that_is_not_idx_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    write_mnist_files(root, "MNIST", TRAIN_PER_CLASS, TEST_PER_CLASS, layout="unpacked")
+    foreign = root / "MNIST/raw/t10k-labels-idx1-ubyte"
+    foreign.write_bytes(b"<html>rate limited</html>")
+    with pytest.raises(CvkitError, match="not an IDX file") as raised:
+        datamodule_for("mnist", root, tmp_path / "run")
+    assert str(foreign) in str(raised.value)
 
 
 def test_unpacked_idx_files_without_gz_are_read(tmp_path: Path) -> None:

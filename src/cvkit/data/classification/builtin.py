@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import os
-import shutil
+import math
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +21,44 @@ TORCHVISION_LAYOUTS = {
     "FashionMNIST": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
     "CIFAR10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
 }
-# Sets whose torchvision class reads unpacked IDX files from ROOT/<name>/raw/ (its download keeps the .gz).
+# Sets stored as IDX files under ROOT/<name>/raw/: cvkit reads them itself, unpacked or as the .gz archives
+# (in memory: the folder may be read-only), since torchvision's classes read only unpacked files.
 IDX_DATASETS = ("MNIST", "FashionMNIST")
+IDX_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
-def unpack_idx_archives(raw: Path) -> None:
-    """Unpack each ``*-ubyte.gz`` in `raw` that has no unpacked twin: torchvision reads only unpacked files.
+def idx_path(raw: Path, name: str) -> Path | None:
+    """``raw/name`` if it exists, else ``raw/name.gz`` if that does, else None."""
+    return next((path for path in (raw / name, raw / f"{name}.gz") if path.is_file()), None)
 
-    Each file is written under a temporary name and renamed, so ranks that unpack at once never read a
-    partial file.
+
+def read_idx(path: Path) -> np.ndarray:
+    """The uint8 array held by an IDX file (``.gz`` or not): ``00 00 08 ndim``, big-endian sizes, the data.
+
+    A file that is not IDX, or whose size disagrees with its header (truncated), is a CvkitError naming it.
     """
-    for archive in sorted(raw.glob("*-ubyte.gz")):
-        target = archive.with_suffix("")
-        if target.exists():
-            continue
-        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-        try:
-            with gzip.open(archive, "rb") as source, open(partial, "wb") as sink:
-                shutil.copyfileobj(source, sink)
-            os.replace(partial, target)
-        except (OSError, EOFError) as err:
-            partial.unlink(missing_ok=True)
-            raise CvkitError(
-                f"data.root: could not unpack {archive} to {target} ({err}); unpack it there yourself "
-                "(gunzip -k) or point data.root at a writable copy"
-            ) from err
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as err:  # unreadable, or a truncated / corrupt archive
+        raise CvkitError(f"data.root: could not read {path} ({err}); fetch the file again") from err
+    if len(data) < 8 or data[:3] != b"\x00\x00\x08" or not 1 <= data[3] <= 3:
+        raise CvkitError(
+            f"data.root: {path} is not an IDX file of uint8 (it starts {data[:4].hex()}, expected 000008 and "
+            "a dimension count of 1 to 3)"
+        )
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    expected = header + math.prod(shape)
+    if len(data) != expected:
+        raise CvkitError(
+            f"data.root: {path} holds {len(data):,} bytes (unpacked) but its header, shape {shape}, needs "
+            f"{expected:,}: the file is truncated or damaged; fetch it again"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def holdout_split(
@@ -132,8 +145,16 @@ class TorchvisionDataModule(ClassificationDataModule):
     def _read(self, train: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
         dataset_class = getattr(torchvision.datasets, self.dataset)
         if self.dataset in IDX_DATASETS:
-            unpack_idx_archives(self.root / self.dataset / "raw")
-        try:
+            raw = self.root / self.dataset / "raw"
+            paths = [idx_path(raw, name) for name in IDX_FILES[train]]
+            if None not in paths:
+                images, labels = (read_idx(path) for path in paths)
+                if len(images) != len(labels):
+                    raise CvkitError(
+                        f"data.root: {paths[0]} holds {len(images)} images but {paths[1]} {len(labels)} labels"
+                    )
+                return images, labels.astype(np.int64), list(dataset_class.classes)
+        try:  # CIFAR-10, or IDX files missing: torchvision says what is missing, or fetches it (download)
             data = dataset_class(str(self.root), train=train, download=self.download)
         except (RuntimeError, OSError) as err:  # not found / checksum mismatch; failed download (URLError)
             expected = f"{self.root}/{TORCHVISION_LAYOUTS[self.dataset]}"
