@@ -48,3 +48,14 @@ def corrupt_files(folder: Path, real: Path) -> dict[str, Path]:
     files["text"].write_text("not an image")
     files["truncated"].write_bytes(real.read_bytes()[: real.stat().st_size // 3])
     return files
+
+
+def voc_subset(bccd_voc: Path, root: Path, ids: list[str], splits=("train", "val")) -> Path:
+    """A VOC folder at `root` whose `splits` all list `ids`; its images and annotations are links to the real
+    set's folders (read, never written)."""
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    for folder in ("JPEGImages", "Annotations"):
+        (root / folder).symlink_to(bccd_voc / folder, target_is_directory=True)
+    for split in splits:
+        (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{image_id}\n" for image_id in ids))
+    return root
