@@ -24,6 +24,7 @@ PUBLIC = {
     "DetectionDataModule": "cvkit.data.detection.module",
     "DetectionRecord": "cvkit.data.detection.module",
     "VOCDetectionDataModule": "cvkit.data.detection.voc",
+    "YOLODetectionDataModule": "cvkit.data.detection.yolo",
     "CocoSegmentationDataModule": "cvkit.data.segmentation.coco",
     "MaskFolderDataModule": "cvkit.data.segmentation.folders",
     "SegmentationDataModule": "cvkit.data.segmentation.module",

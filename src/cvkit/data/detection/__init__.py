@@ -18,5 +18,12 @@ format for evaluation.
 from cvkit.data.detection.coco import CocoDetectionDataModule
 from cvkit.data.detection.module import DetectionDataModule, DetectionRecord
 from cvkit.data.detection.voc import VOCDetectionDataModule
+from cvkit.data.detection.yolo import YOLODetectionDataModule
 
-__all__ = ["CocoDetectionDataModule", "DetectionDataModule", "DetectionRecord", "VOCDetectionDataModule"]
+__all__ = [
+    "CocoDetectionDataModule",
+    "DetectionDataModule",
+    "DetectionRecord",
+    "VOCDetectionDataModule",
+    "YOLODetectionDataModule",
+]

@@ -1,0 +1,52 @@
+"""YOLO-format detection data (Ultralytics): a dataset YAML, image folders, one ``labels/*.txt`` per image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cvkit.data.detection.module import DetectionDataModule, DetectionRecord
+from cvkit.data.formats.yolo import label_path, read_dataset_yaml, read_labels
+from cvkit.data.images import DECODE_ERRORS
+from cvkit.errors import CvkitError
+
+
+class YOLODetectionDataModule(DetectionDataModule):
+    """Detection data in the layout Ultralytics trains on (:mod:`cvkit.data.formats.yolo`): ``dataset`` is the
+    path of its dataset YAML. Class id c of the label files is label c + 1 (``names[c]``); images are numbered
+    1, 2, ... in each split's sorted order. Each image's size is read from its header. Boxes with no area
+    inside the image are left out of training with a warning naming the file (they stay in ground truth)."""
+
+    def __init__(self, *, dataset: str, **common: Any) -> None:
+        super().__init__(**common)
+        self.dataset_yaml = Path(dataset).expanduser()
+        self.name = f"yolo {self.dataset_yaml}"
+
+    def describe(self) -> str:
+        return f"YOLO detection data of {self.dataset_yaml}"
+
+    def load_splits(self) -> tuple[dict[str, list[DetectionRecord]], list[str]]:
+        dataset = read_dataset_yaml(self.dataset_yaml)
+        splits = {}
+        for split, images in dataset.splits.items():
+            if not images:
+                raise CvkitError(f"data.dataset: the {split} split of {self.dataset_yaml} holds no images")
+            splits[split] = [self._record(path, number, len(dataset.names)) for number, path in enumerate(images, 1)]
+        return splits, dataset.names
+
+    def _record(self, image: Path, number: int, num_classes: int) -> DetectionRecord:
+        try:
+            with Image.open(image) as opened:
+                width, height = opened.size
+        except FileNotFoundError as err:
+            raise CvkitError(f"data.dataset: {image} is listed in {self.dataset_yaml} but does not exist") from err
+        except DECODE_ERRORS as err:
+            raise CvkitError(f"cannot read the size of {image}: {err}") from err
+        boxes, classes = read_labels(label_path(image), num_classes, width, height)
+        empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        for position in np.flatnonzero(empty):
+            self.box_problems.append(f"{label_path(image)}: object {position + 1} has no width or height")
+        return DetectionRecord(image, number, width, height, boxes, classes + 1, np.zeros(len(boxes), bool), ~empty)
