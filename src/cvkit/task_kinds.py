@@ -25,14 +25,36 @@ class TaskKind:
     predictor: type[Predictor]
     writer: type[PredictionWriter]
     export: ExportForm
+    input_size: str  # the settings that set the size the network sees (named in advice to the user)
 
 
 TASK_KINDS: dict[str, TaskKind] = {
     kind.name: kind
     for kind in (
-        TaskKind("classification", classification_network, ClassifierPredictor, ClassificationWriter, CLASSIFIER_FORM),
-        TaskKind("detection", detection_network, DetectorPredictor, DetectionWriter, DETECTOR_FORM),
-        TaskKind("segmentation", segmentation_network, SegmenterPredictor, SegmentationWriter, SEGMENTER_FORM),
+        TaskKind(
+            "classification",
+            classification_network,
+            ClassifierPredictor,
+            ClassificationWriter,
+            CLASSIFIER_FORM,
+            "data.image_size",
+        ),
+        TaskKind(
+            "detection",
+            detection_network,
+            DetectorPredictor,
+            DetectionWriter,
+            DETECTOR_FORM,
+            "task.model.min_size and max_size",
+        ),
+        TaskKind(
+            "segmentation",
+            segmentation_network,
+            SegmenterPredictor,
+            SegmentationWriter,
+            SEGMENTER_FORM,
+            "data.image_size",
+        ),
     )
 }
 
