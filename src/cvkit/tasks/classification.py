@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.data import Mixup
+from timm.data.mixup import mixup_target
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -40,15 +42,26 @@ def classification_metrics(num_classes: int) -> MetricCollection:
 class ClassificationTask(BaseTask):
     """Logs ``train/loss``, ``train/acc``, ``{val,test}/{loss,acc,acc_top5,precision,recall,f1}``,
     ``val/acc_best``, and a confusion-matrix image each validation epoch. Unreadable images are left out
-    of the metrics, and counted (``val_images`` / ``test_images`` of the report)."""
+    of the metrics, and counted (``val_images`` / ``test_images`` of the report). With `mixup` (timm's
+    ``Mixup`` arguments, on when an alpha is above 0) training batches are mixed (Mixup or CutMix) and
+    learned as soft targets, label smoothing included; ``train/acc`` then counts each image's larger share."""
 
     kind = "classification"
     data_module = ClassificationDataModule
 
-    def __init__(self, *, label_smoothing: float, class_weights: torch.Tensor | None, **base: Any) -> None:
+    def __init__(
+        self,
+        *,
+        label_smoothing: float,
+        class_weights: torch.Tensor | None,
+        mixup: dict[str, Any] | None = None,
+        **base: Any,
+    ) -> None:
         super().__init__(**base)
         num_classes = len(self.class_names)
         self.label_smoothing = label_smoothing
+        mixing = mixup is not None and (mixup.get("mixup_alpha", 0) > 0 or mixup.get("cutmix_alpha", 0) > 0)
+        self.mixup = Mixup(**mixup, label_smoothing=label_smoothing, num_classes=num_classes) if mixing else None
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_metrics = classification_metrics(num_classes).clone(prefix="val/")
@@ -71,12 +84,28 @@ class ClassificationTask(BaseTask):
         if batch is None:  # every image of the batch was unreadable and skipped
             return None
         images, labels = batch
-        logits = self(images)
-        loss = self.loss(logits, labels)
+        if self.mixup is None:
+            logits = self(images)
+            loss = self.loss(logits, labels)
+        else:
+            images, targets = self.mixed(images, labels)
+            logits = self(images)
+            loss = F.cross_entropy(logits, targets, weight=self.class_weights)  # smoothing is in the targets
+            labels = targets.argmax(dim=1)
         self.train_acc(logits, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(labels))
         return loss
+
+    def mixed(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mixed images, soft targets). timm mixes pairs, so it takes the largest even part of the batch (a
+        batch can be odd when an unreadable image was left out); an image left over keeps its own target."""
+        even = len(images) - len(images) % 2
+        parts = [self.mixup(images[:even], labels[:even])] if even else []
+        if even < len(images):
+            rest = mixup_target(labels[even:], len(self.class_names), 1.0, self.label_smoothing)
+            parts.append((images[even:], rest))
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor] | None, stage: str) -> torch.Tensor | None:
         if batch is None:
