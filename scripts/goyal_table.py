@@ -11,8 +11,11 @@ selection) on the test split (for digits, 20% of the images held out by ``data.t
 writes ``--json``, plots the LR of every step (from each run's TensorBoard events). See docs/large_batch.md.
 
     python scripts/goyal_table.py --out outputs/goyal_table --json docs/large_batch.json --plot docs/large_batch_lr.png
+    python scripts/goyal_table.py --dataset fashion_mnist --jobs 2 --out outputs/goyal_fashion \
+        --json docs/large_batch_fashion_mnist.json --plot docs/large_batch_fashion_mnist_lr.png
     python scripts/goyal_table.py --quick   # the smaller setting of tests/test_goyal_table.py
-Extra arguments are Hydra overrides for every run, e.g. ``data=imagefolder data.root=../shared/data/bccd_cells``.
+``--dataset`` (digits, fashion_mnist) picks the data and its default grid; extra arguments are Hydra overrides
+for every run, e.g. ``data=imagefolder data.root=../shared/data/bccd_cells``.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ import argparse
 import contextlib
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import statistics
 import sys
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,11 +49,9 @@ SETTINGS = {
     "c": "batch kB, k x lr, no warmup",
     "d": "batch kB, k x lr, gradual warmup",
 }
-# Small and quick on a CPU: 8x8 digits at 16 px; a ResNet-10 (timm's resnet18 with one block per stage) of
-# half width, 1.25 M parameters; no checkpoints, so that the test split (where there is one) sees the final weights.
+# Small and quick on a CPU: a ResNet-10 (timm's resnet18 with one block per stage) of half width, 1.25 M
+# parameters; no checkpoints, so that the test split sees the final weights.
 BASE_OVERRIDES = [
-    "data=digits",
-    "data.image_size=16",
     "data.num_workers=0",
     "backbone=resnet",
     "backbone.name=resnet18",
@@ -59,8 +64,12 @@ BASE_OVERRIDES = [
     "trainer.enable_progress_bar=false",
     "+trainer.enable_checkpointing=false",
 ]
-# Digits has no test split of its own: hold one out (stratified, fixed seed) to report test error.
-DIGITS_TEST_SPLIT = "data.test_fraction=0.2"
+# The data of each --dataset ("{root}": --data-root). Digits (8x8, at 16 px) has no test split of its own: one is
+# held out (stratified, fixed seed). Fashion-MNIST is scored on its official 10k test images.
+DATASETS = {
+    "digits": ["data=digits", "data.image_size=16", "data.test_fraction=0.2"],
+    "fashion_mnist": ["data=fashion_mnist", "data.root={root}", "data.image_size=28"],
+}
 
 # Quiet during the runs: Lightning's and cvkit's info messages (each run's tables still go to its run.log).
 QUIET_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric", "cvkit")
@@ -77,6 +86,8 @@ class Grid:
     warmup_epochs: float = 1.0
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     accumulate: bool = True
+    dataset: str = "digits"
+    data_root: str = os.environ.get("CVKIT_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     overrides: tuple[str, ...] = field(default_factory=tuple)
 
     def milestones(self) -> list[float]:
@@ -86,6 +97,14 @@ class Grid:
 
 # The test's setting: about 1.5-2 minutes on a busy 2-core CPU.
 QUICK = Grid(k=4, epochs=6, warmup_epochs=0.5, seeds=(0, 1), accumulate=False)
+# Each dataset's default grid. Fashion-MNIST: Goyal's 32 images per worker, k = 8 workers simulated by
+# accumulating 8 batches of 32 (BatchNorm over 32, as on 8 GPUs); 211 optimizer steps per epoch at batch 256.
+DEFAULT_GRIDS = {
+    "digits": Grid(),
+    "fashion_mnist": Grid(
+        batch=32, k=8, lr=0.025, epochs=12, warmup_epochs=1.0, seeds=(0, 1, 2), dataset="fashion_mnist"
+    ),
+}
 
 
 def override_key(override: str) -> str:
@@ -97,10 +116,9 @@ def setting_overrides(grid: Grid, setting: str, seed: int) -> list[str]:
     """Hydra overrides of one run of `setting` ('a'..'d'); the grid's own overrides replace the base ones."""
     big = setting != "a"
     replaced = {override_key(o) for o in grid.overrides}
-    own_data = [] if "data" in replaced else [DIGITS_TEST_SPLIT]
+    data = [] if "data" in replaced else [o.format(root=grid.data_root) for o in DATASETS[grid.dataset]]
     return [
-        *(o for o in BASE_OVERRIDES if override_key(o) not in replaced),
-        *own_data,
+        *(o for o in [*BASE_OVERRIDES, *data] if override_key(o) not in replaced),
         f"seed={seed}",
         f"trainer.max_epochs={grid.epochs}",
         f"scheduler.milestones=[{','.join(map(str, grid.milestones()))}]",
@@ -157,31 +175,52 @@ def run_one(grid: Grid, setting: str, seed: int, out: Path) -> dict[str, Any]:
     }
 
 
-def run_grid(grid: Grid, out: Path, threads: int = 1) -> list[dict[str, Any]]:
-    """All settings x seeds, one after another, with `threads` torch threads and quiet loggers (both restored
-    afterwards)."""
+@contextlib.contextmanager
+def quiet(threads: int) -> Iterator[None]:
+    """`threads` torch threads and quiet loggers, both restored afterwards."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)
-    runs = []
     try:
-        for seed in grid.seeds:
-            for setting in SETTINGS:
-                run = run_one(grid, setting, seed, out)
-                print(
-                    f"({setting}) seed {seed}: batch {run['global_batch']}, peak lr {run['peak_lr']:.4g}, "
-                    f"{run['split']} error {100 * run['error']:.2f}%",
-                    flush=True,
-                )
-                runs.append(run)
+        yield
     finally:
         torch.set_num_threads(previous)
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
-    return runs
+
+
+def run_quietly(grid: Grid, setting: str, seed: int, out: Path, threads: int) -> dict[str, Any]:
+    """`run_one` under `quiet` (the unit of work of a parallel job)."""
+    with quiet(threads):
+        return run_one(grid, setting, seed, out)
+
+
+def run_grid(grid: Grid, out: Path, threads: int = 1, jobs: int = 1) -> list[dict[str, Any]]:
+    """All settings x seeds, `jobs` at a time (each in its own process when more than one), each with `threads`
+    torch threads; the runs in (seed, setting) order."""
+    work = [(setting, seed) for seed in grid.seeds for setting in SETTINGS]
+    runs = []
+
+    def report(run: dict[str, Any]) -> None:
+        print(
+            f"({run['setting']}) seed {run['seed']}: batch {run['global_batch']}, peak lr {run['peak_lr']:.4g}, "
+            f"{run['split']} error {100 * run['error']:.2f}%",
+            flush=True,
+        )
+        runs.append(run)
+
+    if jobs == 1:
+        for setting, seed in work:
+            report(run_quietly(grid, setting, seed, out, threads))
+    else:  # spawned, not forked: each run starts from a clean interpreter, as one cvkit-train would
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(run_quietly, grid, setting, seed, out, threads) for setting, seed in work]
+            for future in as_completed(futures):
+                report(future.result())
+    return sorted(runs, key=lambda run: work.index((run["setting"], run["seed"])))
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -244,7 +283,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Grid]:
     """The command line and the Grid it describes (``--quick`` starts from QUICK)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
-    parser.add_argument("--quick", action="store_true", help=f"smaller setting: {QUICK}")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits", help="its default grid and data")
+    parser.add_argument("--data-root", help="the folder holding FashionMNIST/ (default $CVKIT_DATA or ../shared/data)")
+    parser.add_argument("--quick", action="store_true", help=f"smaller setting (digits): {QUICK}")
     parser.add_argument("--batch", type=int, help="small batch B (also optimizer.base_batch_size)")
     parser.add_argument("--k", type=int, help="batch multiplier k")
     parser.add_argument("--lr", type=float, help="base LR for batch B")
@@ -253,13 +294,17 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Grid]:
     parser.add_argument("--seeds", type=int, help="number of seeds (0, 1, ...)")
     no_accumulate = "the big batch as one batch of kB (BatchNorm over kB), not k accumulated batches of B"
     parser.add_argument("--no-accumulate", dest="accumulate", action="store_false", default=None, help=no_accumulate)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core CPU)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (1 is fastest on 2 cores)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
     parser.add_argument("--out", type=Path, default=Path("outputs/goyal_table"), help="run folders go here")
     parser.add_argument("--json", type=Path, help="write runs and table here")
     parser.add_argument("--plot", type=Path, help="LR curves PNG (default OUT/lr_curves.png)")
     args = parser.parse_args(argv)
-    grid = QUICK if args.quick else Grid()
-    given = {name: getattr(args, name) for name in ("batch", "k", "lr", "epochs", "warmup_epochs", "accumulate")}
+    if args.quick and args.dataset != "digits":
+        parser.error("--quick is a digits setting; leave out --dataset or --quick")
+    grid = QUICK if args.quick else DEFAULT_GRIDS[args.dataset]
+    names = ("batch", "k", "lr", "epochs", "warmup_epochs", "accumulate", "data_root")
+    given = {name: getattr(args, name) for name in names}
     given["seeds"] = tuple(range(args.seeds)) if args.seeds else None
     grid = replace(grid, overrides=tuple(args.overrides), **{k: v for k, v in given.items() if v is not None})
     return args, grid
@@ -268,7 +313,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Grid]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the grid, print the table, write the JSON and the plot; returns what the JSON holds."""
     args, grid = parse_args(argv)
-    runs = run_grid(grid, args.out, args.threads)
+    runs = run_grid(grid, args.out, args.threads, args.jobs)
     table = aggregate(runs)
     split = runs[0]["split"]
     print_table(table, grid, split)

@@ -58,3 +58,20 @@ def test_quick_table_scaled_lr_with_warmup_near_small_batch_and_unscaled_falls_b
 
     assert (tmp_path / "lr_curves.png").stat().st_size > 0
     assert json.loads((tmp_path / "table.json").read_text())["table"]["d"]["errors"] == table["d"]["errors"]
+
+
+def test_fashion_mnist_grid_composes_goyal_runs_on_the_official_test_split(tmp_path: Path) -> None:
+    """``--dataset fashion_mnist``: 32 images a step, k = 8 by accumulation, the data under --data-root; each
+    setting composes into a cvkit config (no training here)."""
+    script = goyal_table()
+    _, grid = script.parse_args(["--dataset", "fashion_mnist", "--data-root", str(tmp_path), "--seeds", "2"])
+    assert (grid.batch, grid.k, grid.seeds, grid.accumulate) == (32, 8, (0, 1), True)
+    configs = {s: script.compose_config(tmp_path / s, script.setting_overrides(grid, s, 0)) for s in "abcd"}
+    for setting, cfg in configs.items():
+        assert cfg.data.dataset == "FashionMNIST" and cfg.data.root == str(tmp_path)
+        assert cfg.data.batch_size == 32 and cfg.optimizer.base_batch_size == 32
+        assert cfg.trainer.accumulate_grad_batches == (1 if setting == "a" else 8)
+        assert cfg.optimizer.lr_scaling == ("linear" if setting in "cd" else "none")
+        assert cfg.scheduler.warmup_epochs == (grid.warmup_epochs if setting == "d" else 0)
+    with pytest.raises(SystemExit):  # --quick is the digits setting
+        script.parse_args(["--dataset", "fashion_mnist", "--quick"])
