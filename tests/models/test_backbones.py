@@ -10,6 +10,7 @@ import torch
 
 from cvkit.errors import CvkitError
 from cvkit.models import build_classifier
+from cvkit.models.segmenters import build_segmenter
 from tests.helpers.steps import sgd_step
 
 DETECTION_CONFIG = Path(__file__).parents[2] / "configs" / "task" / "detection.yaml"
@@ -84,3 +85,22 @@ def test_pretrained_without_network_fails_fast_with_advice(tmp_path: Path, code:
     assert "backbone.pretrained=true" in result.stderr and "backbone.weights=" in result.stderr
     # cvkit's own message: raised by the check before timm's download (which retries for about a minute).
     assert "cannot be reached" in result.stderr
+
+
+def test_stem_pool_false_keeps_twice_the_resolution_for_small_images() -> None:
+    images = torch.randn(2, 3, 28, 28)
+    pooled = build_classifier(family="resnet", name="resnet18", num_classes=3, image_size=28)
+    unpooled = build_classifier(family="resnet", name="resnet18", num_classes=3, image_size=28, stem_pool=False)
+    assert pooled.forward_features(images).shape[-2:] == (1, 1)
+    assert unpooled.forward_features(images).shape[-2:] == (2, 2)
+    assert unpooled(images).shape == (2, 3)
+    with pytest.raises(CvkitError, match="mobilenetv3_small_100 has no stem max-pool to remove"):
+        build_classifier(
+            family="mobilenet", name="mobilenetv3_small_100", num_classes=3, image_size=32, stem_pool=False
+        )
+
+
+def test_stem_pool_false_is_refused_for_detection_and_segmentation() -> None:
+    backbone = {"family": "resnet", "name": "resnet18", "stem_pool": False}
+    with pytest.raises(CvkitError, match="backbone.stem_pool=false is for classifiers"):
+        build_segmenter(backbone=backbone, num_classes=3, decoder="unet", decoder_widths=[32, 16])
