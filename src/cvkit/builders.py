@@ -108,8 +108,33 @@ def fit_batch_to_world(datamodule: BaseDataModule, trainer: pl.Trainer) -> None:
     """Derive the data's per-device batch from ``data.global_batch_size`` (when set) for the world the trainer
     runs in: its devices x nodes and its gradient accumulation."""
     if datamodule.global_batch_size is not None:
+        if datamodule.batch_size == "auto":
+            raise CvkitError(
+                f"data.batch_size=auto and data.global_batch_size={datamodule.global_batch_size} both set the "
+                "batch: give one of them"
+            )
         world, accumulation = trainer.world_size, trainer.accumulate_grad_batches
         datamodule.batch_size = per_device_batch_size(datamodule.global_batch_size, world, accumulation)
+
+
+def search_batch_size(cfg: DictConfig, task: BaseTask, datamodule: BaseDataModule, trainer: pl.Trainer) -> int:
+    """The per-device batch of ``data.batch_size=auto`` on this rank's device (:mod:`cvkit.batch_search`)."""
+    from cvkit.batch_search import find_batch_size
+
+    settings = OmegaConf.to_container(cfg.batch_search, resolve=True)
+    device = trainer.strategy.root_device
+    optimizer = str(cfg.optimizer._target_).rsplit(".", 1)[-1]
+    return find_batch_size(task, datamodule, device, settings, optimizer, trainer.precision_plugin.forward_context)
+
+
+def settle_batch(
+    cfg: DictConfig, datamodule: BaseDataModule, task: BaseTask, trainer: pl.Trainer, batch_size: int
+) -> TrainingPlan:
+    """Train on `batch_size` images per device: the data's batch, and the task's plan (LR, schedule) for it."""
+    datamodule.batch_size = batch_size
+    plan = build_training_plan(cfg, datamodule, trainer)
+    task.use_plan(plan)
+    return plan
 
 
 def build_training_plan(cfg: DictConfig, datamodule: BaseDataModule, trainer: pl.Trainer) -> TrainingPlan:

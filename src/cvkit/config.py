@@ -18,7 +18,7 @@ TYPED_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "trainer.accumulate_grad_batches": ((int,), "an integer, e.g. trainer.accumulate_grad_batches=2"),
     "trainer.limit_train_batches": ((int, float), "a count or a fraction, e.g. trainer.limit_train_batches=0.1"),
     "trainer.limit_val_batches": ((int, float), "a count or a fraction, e.g. trainer.limit_val_batches=10"),
-    "data.batch_size": ((int,), "an integer, e.g. data.batch_size=64"),
+    "data.batch_size": ((int, str), "an integer or auto, e.g. data.batch_size=64"),
     "data.num_workers": ((int, str), "an integer or auto, e.g. data.num_workers=4"),
     "data.image_size": ((int, ListConfig), "pixels, e.g. data.image_size=224 (or [height,width] for segmentation)"),
     "optimizer.lr": ((int, float), "a number, e.g. optimizer.lr=0.1"),
@@ -50,7 +50,7 @@ def validate(cfg: DictConfig) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, types) or (isinstance(value, str) and value != "auto"):
             raise CvkitError(f"{key}={value!r} is not valid: it must be {example}")
-        if key in POSITIVE_KEYS and value <= 0:
+        if key in POSITIVE_KEYS and value != "auto" and value <= 0:
             raise CvkitError(f"{key}={value!r} is not valid: it must be above 0, e.g. {example.split('e.g. ')[-1]}")
     check_checkpointing(cfg)
 

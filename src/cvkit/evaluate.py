@@ -26,6 +26,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         record.check_classes(datamodule.class_names, datamodule.describe())
     trainer = build_trainer(cfg, callbacks=[progress_bar(), ExitOnSignal()])
     fit_batch_to_world(datamodule, trainer)
+    if datamodule.batch_size == "auto":  # evaluate with the batch the training run's search found
+        datamodule.batch_size = (record.lr_plan.get("per_device_batch_size") if record else None) or 32
     task = task_class(cfg).from_config(cfg, datamodule)
     metrics: dict[str, float] = {}
     for split in cfg.splits:

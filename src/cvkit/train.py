@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,16 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from cvkit.builders import build_datamodule, build_trainer, build_training_plan, fit_batch_to_world, task_class
-from cvkit.checkpoints import init_weights, resolve_resume, run_checkpoints
+from cvkit.builders import (
+    build_datamodule,
+    build_trainer,
+    fit_batch_to_world,
+    search_batch_size,
+    settle_batch,
+    task_class,
+)
+from cvkit.callbacks.batch_size import SmallestBatchOfRanks
+from cvkit.checkpoints import RunRecord, init_weights, load_checkpoint, resolve_resume, run_checkpoints
 from cvkit.config import validate
 from cvkit.console import print_table, write_json
 from cvkit.distributed import stop_other_ranks
@@ -26,6 +35,15 @@ def recorded_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
+def recorded_batch_size(checkpoint: str | None) -> int | None:
+    """The per-device batch of the run `checkpoint` continues (None for a new run), so that a resumed
+    ``data.batch_size=auto`` run goes on with the batch its search found, on the same schedule."""
+    if not checkpoint:
+        return None
+    record = RunRecord.in_checkpoint(load_checkpoint(checkpoint, "ckpt_path"))
+    return record.lr_plan.get("per_device_batch_size") if record else None
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train (and test) as ``cfg`` says. Returns ``(metrics, objects)``; metrics are also written to
     ``metrics.json`` and the start-of-run facts to ``summary.json`` in ``cfg.paths.output_dir``."""
@@ -37,18 +55,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg)
     fit_batch_to_world(datamodule, trainer)
-    plan = build_training_plan(cfg, datamodule, trainer)
-    task = task_class(cfg).from_config(cfg, datamodule, plan, recorded_overrides())
+    task = task_class(cfg).from_config(cfg, datamodule, None, recorded_overrides())
     if cfg.init_from:
         init_weights(task.model, cfg.init_from)
+    if datamodule.batch_size == "auto":
+        datamodule.batch_size = recorded_batch_size(resume_from) or search_batch_size(cfg, task, datamodule, trainer)
+        trainer.callbacks.append(
+            SmallestBatchOfRanks(partial(start, cfg, datamodule, task, trainer, resumed_from=resume_from))
+        )
     if cfg.compile:
         task.model.compile()
-
-    summary = {**run_summary(cfg.backbone.name, datamodule, task, plan, trainer, run_dir), "resumed_from": resume_from}
-    if trainer.is_global_zero:
-        log.info(plan.lr.formula())
-        print_table("cvkit run", summary)
-        write_json(run_dir / "summary.json", summary)
+    start(cfg, datamodule, task, trainer, datamodule.batch_size, resume_from)
 
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
@@ -65,6 +82,23 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if trainer.is_global_zero:
         write_report(run_dir, report, task, "cvkit results", {**metrics, "best checkpoint": best_path or "-"})
     return metrics, {"cfg": cfg, "datamodule": datamodule, "task": task, "trainer": trainer, "report": report}
+
+
+def start(
+    cfg: DictConfig, datamodule: Any, task: Any, trainer: pl.Trainer, batch_size: int, resumed_from: str | None
+) -> None:
+    """Settle the per-device batch (the data's, and the task's plan for it), then print the run's summary
+    and write summary.json."""
+    plan = settle_batch(cfg, datamodule, task, trainer, batch_size)
+    run_dir = Path(cfg.paths.output_dir)
+    summary = run_summary(cfg.backbone.name, datamodule, task, plan, trainer, run_dir)
+    if cfg.data.batch_size == "auto":
+        summary["batch_size"] = f"auto: {batch_size} per device"
+    summary["resumed_from"] = resumed_from
+    if trainer.is_global_zero:
+        log.info(plan.lr.formula())
+        print_table("cvkit run", summary)
+        write_json(run_dir / "summary.json", summary)
 
 
 def stopped(err: TrainingFailed | Interrupted, trainer: pl.Trainer, run_dir: Path) -> None:

@@ -33,7 +33,8 @@ class BaseDataModule(pl.LightningDataModule):
     epoch, index), and a run resumed from a mid-epoch checkpoint continues where it stopped.
 
     ``batch_size`` is per device, unless ``global_batch_size`` is given: then the run derives the per-device
-    batch from it once the world size is known (:func:`cvkit.builders.fit_batch_to_world`).
+    batch from it once the world size is known (:func:`cvkit.builders.fit_batch_to_world`); ``auto``: the
+    run searches for it before training (:mod:`cvkit.batch_search`).
     """
 
     name = "data"
@@ -41,15 +42,15 @@ class BaseDataModule(pl.LightningDataModule):
     def __init__(
         self,
         *,
-        batch_size: int,
+        batch_size: int | str,
         num_workers: int | str,
         strict: bool = False,
         seed: int = 0,
         global_batch_size: int | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            raise CvkitError(f"data.batch_size must be a positive integer, got {batch_size!r}")
+        if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size <= 0):
+            raise CvkitError(f"data.batch_size must be a positive integer or auto, got {batch_size!r}")
         if num_workers != "auto" and (not isinstance(num_workers, int) or num_workers < 0):
             raise CvkitError(f"data.num_workers must be an integer >= 0 or auto, got {num_workers!r}")
         self.batch_size = batch_size

@@ -4,17 +4,21 @@ images each evaluation scored."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import random
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, Metric
 
 from cvkit.checkpoints import (
     BEST_KEY,
@@ -98,8 +102,45 @@ class BaseTask(pl.LightningModule):
         self.nonfinite = NonfiniteLossGuard.from_config(nonfinite_loss)
         self.counting: dict[str, ImageCount] = {}  # this rank's counts of the evaluation in progress
         self.image_counts: dict[str, dict[str, Any]] = {}  # the last evaluation of each split, for the report
+        self._probing = False  # while the batch search runs training steps (:meth:`probing`)
         if channels_last not in (True, False, "auto"):
             raise CvkitError(f"channels_last={channels_last!r} is not valid: it must be true, false or auto")
+
+    def use_plan(self, plan: TrainingPlan) -> None:
+        """Train by `plan` (set once the per-device batch is known, searched or given), and record it."""
+        self.plan = plan
+        if self.record is not None:
+            self.record = dataclasses.replace(self.record, lr_plan=plan.lr.as_dict())
+
+    @contextmanager
+    def probing(self, device: torch.device) -> Iterator[None]:
+        """Training steps that leave no trace, for the batch search: on `device`, in training mode, with
+        nothing logged; afterwards the weights are back where they were, and the buffers (BatchNorm
+        statistics), the metrics and the random number generators as they were before."""
+        home, was_training = next(self.parameters()).device, self.training
+        buffers = {name: buffer.detach().clone() for name, buffer in self.named_buffers()}
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        self._probing = True
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            try:
+                self.to(device).train()
+                yield
+            finally:
+                self._probing = False
+                self.zero_grad(set_to_none=True)
+                self.to(home).train(was_training)
+                for name, buffer in self.named_buffers():
+                    buffer.copy_(buffers[name])
+                for metric in self.modules():
+                    if isinstance(metric, Metric):
+                        metric.reset()
+                random.setstate(python_state)
+                np.random.set_state(numpy_state)
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
+        """Lightning's ``log``, silent while :meth:`probing`."""
+        if not self._probing:
+            super().log(*args, **kwargs)
 
     def channels_last_under(self, trainer: pl.Trainer) -> bool:
         """Whether this task feeds its model channels-last tensors when `trainer` runs it."""
