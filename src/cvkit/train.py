@@ -26,6 +26,7 @@ from cvkit.console import print_table, write_json
 from cvkit.distributed import stop_other_ranks
 from cvkit.errors import Interrupted, TrainingFailed
 from cvkit.summary import run_summary, scalar_metrics, write_report
+from cvkit.trackers import TrackerRuns, continue_tracker_runs, log_run_end, log_run_start
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,10 @@ def recorded_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def recorded_batch_size(checkpoint: str | None) -> int | None:
+def recorded_batch_size(checkpoint: dict[str, Any] | None) -> int | None:
     """The per-device batch of the run `checkpoint` continues (None for a new run), so that a resumed
     ``data.batch_size=auto`` run goes on with the batch its search found, on the same schedule."""
-    if not checkpoint:
-        return None
-    record = RunRecord.in_checkpoint(load_checkpoint(checkpoint, "ckpt_path"))
+    record = RunRecord.in_checkpoint(checkpoint) if checkpoint else None
     return record.lr_plan.get("per_device_batch_size") if record else None
 
 
@@ -51,15 +50,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     run_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
     resume_from = resolve_resume(cfg.ckpt_path, bool(cfg.resume), run_dir)
+    resumed = load_checkpoint(resume_from, "ckpt_path") if resume_from else None
+    if resumed:
+        continue_tracker_runs(cfg, resumed)
 
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg)
+    trainer.callbacks.append(TrackerRuns())
     fit_batch_to_world(datamodule, trainer)
     task = task_class(cfg).from_config(cfg, datamodule, None, recorded_overrides())
     if cfg.init_from:
         init_weights(task.model, cfg.init_from)
     if datamodule.batch_size == "auto":
-        datamodule.batch_size = recorded_batch_size(resume_from) or search_batch_size(cfg, task, datamodule, trainer)
+        datamodule.batch_size = recorded_batch_size(resumed) or search_batch_size(cfg, task, datamodule, trainer)
         trainer.callbacks.append(
             SmallestBatchOfRanks(partial(start, cfg, datamodule, task, trainer, resumed_from=resume_from))
         )
@@ -81,6 +84,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     report = {"status": "completed", "metrics": metrics, "best_checkpoint": best_path or None, **task.report()}
     if trainer.is_global_zero:
         write_report(run_dir, report, task, "cvkit results", {**metrics, "best checkpoint": best_path or "-"})
+        log_run_end(trainer, report)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "task": task, "trainer": trainer, "report": report}
 
 
@@ -99,6 +103,7 @@ def start(
         log.info(plan.lr.formula())
         print_table("cvkit run", summary)
         write_json(run_dir / "summary.json", summary)
+        log_run_start(trainer, cfg, summary, resumed=resumed_from is not None)
 
 
 def stopped(err: TrainingFailed | Interrupted, trainer: pl.Trainer, run_dir: Path) -> None:
