@@ -16,6 +16,7 @@ from omegaconf.errors import MissingMandatoryValue
 from cvkit.config import check_config_dirs, merge_overrides, validate
 from cvkit.distributed import job_scope, rank_overrides, use_job_command_for_ddp_children
 from cvkit.errors import CvkitError
+from hydra_plugins.cvkit_optuna_sweeper import optuna_sweeper  # noqa: F401  (registers hydra/sweeper=optuna)
 
 log = logging.getLogger("cvkit")
 CONFIG_PATH = "pkg://cvkit.configs"

@@ -7,7 +7,8 @@ Lightning creates a tracker run on rank 0 only, so a DDP job is one tracker run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -17,33 +18,65 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 TRACKER_RUNS_KEY = "cvkit_tracker_runs"
 
 
-def tracker_kind(logger: Any) -> str | None:
-    """``mlflow`` or ``wandb`` for Lightning's loggers of those trackers (checked by class name, so that
-    neither library is imported for a run that does not use it), else None."""
-    return {"MLFlowLogger": "mlflow", "WandbLogger": "wandb"}.get(type(logger).__name__)
+def _mlflow_start(logger: Any, config: dict, summary: dict) -> None:
+    logger.experiment.log_dict(logger.run_id, config, "config.yaml")
+    logger.experiment.log_dict(logger.run_id, summary, "summary.json")
+
+
+def _mlflow_end(logger: Any, report: dict) -> None:
+    logger.experiment.set_tag(logger.run_id, "best_checkpoint", report.get("best_checkpoint") or "")
+    logger.experiment.log_dict(logger.run_id, report, "metrics.json")
+
+
+def _wandb_start(logger: Any, config: dict, summary: dict) -> None:
+    logger.experiment.summary.update({"run_summary": summary})
+
+
+def _wandb_end(logger: Any, report: dict) -> None:
+    logger.experiment.summary.update({"best_checkpoint": report.get("best_checkpoint") or ""})
+
+
+@dataclass(frozen=True)
+class Tracker:
+    """How cvkit talks to one tracker's Lightning logger: the config key naming its run, the run's id, and
+    what it logs at the start (besides the config as parameters) and at the end of a run."""
+
+    name: str  # the logger config's key: logger.<name>
+    run_key: str  # logger.<name>.<run_key> continues a run
+    run_id: Callable[[Any], str | None]
+    on_start: Callable[[Any, dict, dict], None]
+    on_end: Callable[[Any, dict], None]
+
+
+# By Lightning logger class name, so that neither library is imported for a run that does not use it.
+TRACKERS = {
+    "MLFlowLogger": Tracker("mlflow", "run_id", lambda logger: logger.run_id, _mlflow_start, _mlflow_end),
+    "WandbLogger": Tracker("wandb", "id", lambda logger: logger.version, _wandb_start, _wandb_end),
+}
+
+
+def trackers_of(trainer: pl.Trainer) -> list[tuple[Tracker, Any]]:
+    """The trainer's tracker loggers, each with how to talk to it."""
+    found = ((TRACKERS.get(type(logger).__name__), logger) for logger in trainer.loggers)
+    return [(tracker, logger) for tracker, logger in found if tracker is not None]
 
 
 def tracker_run_ids(trainer: pl.Trainer) -> dict[str, str]:
     """The run id of each tracker of `trainer` (rank 0: the others have none)."""
-    ids = {}
-    for logger in trainer.loggers:
-        kind = tracker_kind(logger)
-        run_id = logger.run_id if kind == "mlflow" else logger.version if kind == "wandb" else None
-        if run_id:
-            ids[kind] = str(run_id)
-    return ids
+    ids = {tracker.name: tracker.run_id(logger) for tracker, logger in trackers_of(trainer)}
+    return {name: str(run_id) for name, run_id in ids.items() if run_id}
 
 
 def continue_tracker_runs(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> None:
     """Point the configured trackers at the runs recorded in `checkpoint` (a resume), unless the config names
     a run itself."""
     recorded = checkpoint.get(TRACKER_RUNS_KEY) or {}
-    keys = {"mlflow": "run_id", "wandb": "id"}
+    run_keys = {tracker.name: tracker.run_key for tracker in TRACKERS.values()}
     with open_dict(cfg):
-        for kind, run_id in recorded.items():
-            node = (cfg.get("logger") or {}).get(kind)
-            if node is not None and not node.get(keys[kind]):
-                node[keys[kind]] = run_id
+        for name, run_id in recorded.items():
+            node = (cfg.get("logger") or {}).get(name)
+            if node is not None and name in run_keys and not node.get(run_keys[name]):
+                node[run_keys[name]] = run_id
 
 
 class TrackerRuns(pl.Callback):
@@ -55,28 +88,15 @@ class TrackerRuns(pl.Callback):
 
 def log_run_start(trainer: pl.Trainer, cfg: DictConfig, summary: Mapping[str, Any], resumed: bool) -> None:
     """Give each tracker the composed config (as its parameters, on a new run only: MLflow's parameters
-    cannot change) and, as files, the config and the run's summary."""
+    cannot change) and the config and the run's summary (MLflow: as files; W&B: in its summary)."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    for logger in trainer.loggers:
-        kind = tracker_kind(logger)
-        if kind is None:
-            continue
+    for tracker, logger in trackers_of(trainer):
         if not resumed:
             logger.log_hyperparams(config)
-        if kind == "mlflow":
-            logger.experiment.log_dict(logger.run_id, config, "config.yaml")
-            logger.experiment.log_dict(logger.run_id, dict(summary), "summary.json")
-        else:
-            logger.experiment.summary.update({"run_summary": dict(summary)})
+        tracker.on_start(logger, config, dict(summary))
 
 
 def log_run_end(trainer: pl.Trainer, report: Mapping[str, Any]) -> None:
-    """Give each tracker the best checkpoint's path and the run's report (metrics.json)."""
-    best = report.get("best_checkpoint") or ""
-    for logger in trainer.loggers:
-        kind = tracker_kind(logger)
-        if kind == "mlflow":
-            logger.experiment.set_tag(logger.run_id, "best_checkpoint", best)
-            logger.experiment.log_dict(logger.run_id, dict(report), "metrics.json")
-        elif kind == "wandb":
-            logger.experiment.summary.update({"best_checkpoint": best})
+    """Give each tracker the best checkpoint's path (and MLflow the run's metrics.json)."""
+    for tracker, logger in trackers_of(trainer):
+        tracker.on_end(logger, dict(report))

@@ -20,6 +20,7 @@ from cvkit.builders import (
     task_class,
 )
 from cvkit.callbacks.batch_size import SmallestBatchOfRanks
+from cvkit.callbacks.pruning import TrialPruning, in_sweep_trial
 from cvkit.checkpoints import RunRecord, init_weights, load_checkpoint, resolve_resume, run_checkpoints
 from cvkit.config import validate
 from cvkit.console import print_table, write_json
@@ -57,6 +58,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg)
     trainer.callbacks.append(TrackerRuns())
+    if in_sweep_trial():
+        trainer.callbacks.append(TrialPruning(cfg.task.monitor))
     fit_batch_to_world(datamodule, trainer)
     task = task_class(cfg).from_config(cfg, datamodule, None, recorded_overrides())
     if cfg.init_from:
