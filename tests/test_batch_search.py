@@ -18,7 +18,7 @@ from tests.helpers.checkpoints import assert_same_weights, final_checkpoint
 from tests.helpers.cli import train_into
 from tests.helpers.configs import compose_train
 from tests.helpers.logs import read_summary
-from tests.helpers.presets import DDP_CPU, SHORT_DIGITS
+from tests.helpers.presets import DDP_CPU, SHORT_DIGITS, short_segmentation, tiny_detection
 
 # 3 steps of one epoch on 16 px digits, no warmup.
 AUTO_DIGITS = [*SHORT_DIGITS, "data.batch_size=auto", "trainer.max_epochs=1", "trainer.limit_train_batches=3"]
@@ -94,6 +94,16 @@ def test_resume_and_evaluation_keep_the_batch_the_search_found(monkeypatch, tmp_
     assert tried == [] and read_summary(tmp_path)["per_device_batch_size"] == 24
     _, objects = evaluate(compose_train(tmp_path / "eval", *AUTO_DIGITS, f"ckpt_path={last}", config_name="eval"))
     assert objects["datamodule"].batch_size == 24 and tried == []
+
+
+@pytest.mark.parametrize("task", ["detection", "segmentation"])
+def test_detection_and_segmentation_search_with_their_own_batches(task: str, bccd_voc, camvid, tmp_path) -> None:
+    """Real training steps of a detector (lists of images and targets) and a segmenter (masks), searched up to 4."""
+    preset = tiny_detection(bccd_voc) if task == "detection" else short_segmentation(camvid)
+    search = ["data.batch_size=auto", "batch_search.max_batch_size=4", "batch_search.cpu_memory_gb=16"]
+    train(compose_train(tmp_path, *preset, *search, "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"))
+    summary = read_summary(tmp_path)
+    assert summary["per_device_batch_size"] == 4 and summary["batch_size"] == "auto: 4 per device"
 
 
 def test_a_batch_search_beside_a_global_batch_is_refused(tmp_path: Path) -> None:

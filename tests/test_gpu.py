@@ -65,3 +65,17 @@ def test_compiled_model_trains_on_the_gpu(tmp_path: Path, monkeypatch) -> None:
         train(run, "trainer.accelerator=gpu", "trainer.precision=bf16-mixed", "compile=true", "trainer.max_epochs=1"), 0
     )
     assert math.isfinite(read_metrics(run)["train/loss"]) and math.isfinite(read_metrics(run)["val/loss"])
+
+
+def test_the_batch_search_measures_the_gpu_and_the_lr_follows(tmp_path: Path, monkeypatch) -> None:
+    # data.batch_size=auto on CUDA: the allocator's peak against memory_fraction of the free memory; a run at
+    # 64 px takes more than the CPU default (64) and the LR follows the batch found.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    run = tmp_path / "run"
+    overrides = ["trainer.accelerator=gpu", "trainer.precision=bf16-mixed", "data.image_size=64"]
+    result = train(run, *overrides, "data.batch_size=auto", "batch_search.max_batch_size=512", "trainer.max_epochs=1")
+    assert_exit(result, 0, "data.batch_size=auto:")
+    summary = read_summary(run)
+    found = summary["per_device_batch_size"]
+    assert 64 < found <= 512 and summary["batch_size"] == f"auto: {found} per device"
+    assert summary["effective_lr"] == pytest.approx(summary["base_lr"] * found / summary["base_batch_size"])

@@ -134,7 +134,6 @@ class StepProbe:
         self.samples: list[Any] = []
         self.limit = self.budget.bytes()
         self.parameter_bytes = sum(p.numel() * p.element_size() for p in task.parameters() if p.requires_grad)
-        self.peaks: dict[int, int] = {}
 
     def batch(self, size: int) -> Any:
         """`size` training samples (cycling through the split), augmented with fixed seeds, as the device gets them."""
@@ -158,7 +157,6 @@ class StepProbe:
             self.task.zero_grad(set_to_none=True)
             if self.budget.device.type == "cuda":
                 torch.cuda.empty_cache()
-        self.peaks[size] = peak
         log.info("batch search: %d per device: %s of %.2f GB", size, gigabytes(peak), self.limit / 1e9)
         return peak <= self.limit
 
