@@ -30,6 +30,7 @@ import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 from pytorch_lightning.utilities import move_data_to_device
 
+from cvkit.data.batches import Batch
 from cvkit.errors import CvkitError
 
 log = logging.getLogger(__name__)
@@ -141,10 +142,8 @@ class StepProbe:
             index = len(self.samples)
             self.samples.append(self.dataset[(index % len(self.dataset), index)])
         collated = self.datamodule.collate(self.samples[:size])
-        batch = move_data_to_device(
-            tuple(collated) if hasattr(collated, "unreadable") else collated, self.budget.device
-        )
-        return self.datamodule.on_after_batch_transfer(batch, 0)
+        plain = tuple(collated) if isinstance(collated, Batch) else collated  # as the task's transfer hook does
+        return self.datamodule.on_after_batch_transfer(move_data_to_device(plain, self.budget.device), 0)
 
     def __call__(self, size: int) -> bool:
         try:

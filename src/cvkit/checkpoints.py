@@ -249,23 +249,23 @@ def checkpoint_in(path: str | Path, key: str = "ckpt_path") -> Path:
     return found[0]
 
 
-def resolve_resume(ckpt_path: str | None, resume: bool, run_dir: Path) -> str | None:
-    """The checkpoint to resume full training state from: ``ckpt_path``, else with ``resume`` the newest
-    readable checkpoint of the run dir (None, with a notice, when there is none yet). Logs where the run
-    continues: the file, its epoch and its step."""
+def resolve_resume(ckpt_path: str | None, resume: bool, run_dir: Path) -> tuple[str | None, dict[str, Any] | None]:
+    """The checkpoint to resume full training state from, as (path, loaded checkpoint): ``ckpt_path``, else with
+    ``resume`` the newest readable checkpoint of the run dir ((None, None), with a notice, when there is none
+    yet). Logs where the run continues: the file, its epoch and its step."""
     if ckpt_path:
         path, checkpoint = Path(ckpt_path).expanduser(), load_checkpoint(ckpt_path, "ckpt_path")
     elif resume:
         found = newest_readable(run_dir)
         if found is None:
             log.warning("resume=true but %s holds no checkpoint yet: starting a fresh run", run_dir / CHECKPOINT_DIR)
-            return None
+            return None, None
         path, checkpoint = found
     else:
-        return None
+        return None, None
     step, epoch = checkpoint.get("global_step", 0), checkpoint.get("epoch", 0)
     log.info("resuming from %s: saved at optimizer step %d, in epoch %d (counting from 0)", path, step, epoch)
-    return str(path)
+    return str(path), checkpoint
 
 
 def init_weights(model: nn.Module, path: str) -> tuple[list[str], list[str]]:

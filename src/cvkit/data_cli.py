@@ -77,6 +77,7 @@ def print_report(report: Any) -> None:
     from rich.table import Table
 
     from cvkit.console import console
+    from cvkit.data.detection.check import PROBLEMS
 
     splits = Table(title=f"{report.dataset}", title_justify="left")
     fields = ("images", "objects", "images_without_objects", "crowd_or_difficult")
@@ -96,8 +97,6 @@ def print_report(report: Any) -> None:
         common = ", ".join(f"{size} ({count})" for size, count in list(split.image_sizes.items())[:5])
         more = f", and {len(split.image_sizes) - 5} other sizes" if len(split.image_sizes) > 5 else ""
         console.print(f"{name} image sizes: {common}{more}", markup=False)
-    from cvkit.data.detection.check import PROBLEMS
-
     for key, found in report.problems.items():
         if found:
             console.print(f"[bold red]{len(found)} {PROBLEMS[key]}[/]")

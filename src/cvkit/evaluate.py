@@ -11,6 +11,7 @@ from cvkit.builders import build_datamodule, build_trainer, fit_batch_to_world, 
 from cvkit.callbacks import ExitOnSignal, progress_bar
 from cvkit.checkpoints import RunRecord, load_checkpoint
 from cvkit.config import validate
+from cvkit.errors import CvkitError
 from cvkit.summary import scalar_metrics, write_report
 
 
@@ -27,7 +28,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     trainer = build_trainer(cfg, callbacks=[progress_bar(), ExitOnSignal()])
     fit_batch_to_world(datamodule, trainer)
     if datamodule.batch_size == "auto":  # evaluate with the batch the training run's search found
-        datamodule.batch_size = (record.lr_plan.get("per_device_batch_size") if record else None) or 32
+        found = record.lr_plan.get("per_device_batch_size") if record else None
+        if not found:
+            raise CvkitError(f"data.batch_size=auto: {cfg.ckpt_path} records no batch size; give data.batch_size=N")
+        datamodule.batch_size = found
     task = task_class(cfg).from_config(cfg, datamodule)
     metrics: dict[str, float] = {}
     for split in cfg.splits:

@@ -21,7 +21,7 @@ from cvkit.builders import (
 )
 from cvkit.callbacks.batch_size import SmallestBatchOfRanks
 from cvkit.callbacks.pruning import TrialPruning, in_sweep_trial
-from cvkit.checkpoints import RunRecord, init_weights, load_checkpoint, resolve_resume, run_checkpoints
+from cvkit.checkpoints import RunRecord, init_weights, resolve_resume, run_checkpoints
 from cvkit.config import validate
 from cvkit.console import print_table, write_json
 from cvkit.distributed import stop_other_ranks
@@ -50,8 +50,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     validate(cfg)
     run_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
-    resume_from = resolve_resume(cfg.ckpt_path, bool(cfg.resume), run_dir)
-    resumed = load_checkpoint(resume_from, "ckpt_path") if resume_from else None
+    resume_from, resumed = resolve_resume(cfg.ckpt_path, bool(cfg.resume), run_dir)
     if resumed:
         continue_tracker_runs(cfg, resumed)
 
