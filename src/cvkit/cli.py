@@ -1,5 +1,6 @@
 """Entry points: ``cvkit-train``, ``cvkit-eval``, ``cvkit-predict`` and ``cvkit-export`` (Hydra apps over
-the configs in cvkit.configs)."""
+the configs in cvkit.configs). The ``*_main`` functions exit by ``SystemExit``, as Hydra apps do; the
+``*_command`` ones, which the console scripts run, end the process without the interpreter's teardown."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from omegaconf.errors import MissingMandatoryValue
 from cvkit.config import check_config_dirs, merge_overrides, validate
 from cvkit.distributed import job_scope, rank_overrides, use_job_command_for_ddp_children
 from cvkit.errors import CvkitError
+from cvkit.process_exit import ends_process
 from hydra_plugins.cvkit_optuna_sweeper import optuna_sweeper  # noqa: F401  (registers hydra/sweeper=optuna)
 
 log = logging.getLogger("cvkit")
@@ -131,3 +133,9 @@ def predict_main() -> None:
 def export_main() -> None:
     _check_arguments()
     hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")(_export)()
+
+
+train_command = ends_process(train_main)
+eval_command = ends_process(eval_main)
+predict_command = ends_process(predict_main)
+export_command = ends_process(export_main)
