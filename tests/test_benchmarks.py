@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.datasets import make_folder
 from tests.helpers.paths import REPO
 
@@ -35,6 +37,7 @@ def test_the_whole_command_comparison_runs_both_sides(data_root: Path, bccd_cell
     assert all(
         result["median"][side]["wall_s"] > 0 and result["median"][side]["cpu_s"] > 0 for side in result["median"]
     )
+    assert result["paired_ratio"] == pytest.approx(result["ratio"])  # one run each: the one pair's ratio
     assert (tmp_path / "runs" / "classification-0" / "plain" / "last.pt").is_file()
     assert (tmp_path / "runs" / "classification-0" / "cvkit" / "checkpoints" / "last.ckpt").is_file()
 
