@@ -12,6 +12,7 @@ import torch
 
 from cvkit.builders import fit_batch_to_world
 from cvkit.data import CocoDetectionDataModule, VOCDetectionDataModule
+from cvkit.data.detection.check import check_dataset
 from cvkit.errors import CvkitError
 
 FLIP = [{"_target_": "albumentations.HorizontalFlip", "p": 1.0}]
@@ -151,6 +152,31 @@ def test_empty_xml_boxes_are_left_out_of_training_with_a_warning_naming_the_file
     _, target = module.make_dataset("train", train=True)[0]
     assert len(target["boxes"]) == record.train.sum() == len(record.boxes) - 1
     assert len(module.ground_truth("train")["annotations"]) == len(record.boxes)
+
+
+def test_an_annotation_that_says_a_smaller_image_loses_no_box(
+    bccd_voc: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The XML says 320 wide; the JPEG is 640. Boxes in the right half are inside the real image and are kept.
+    root = make_voc(bccd_voc, tmp_path, {"train": ["BloodImage_00001"], "val": ["BloodImage_00002"]})
+    annotation = root / "Annotations" / "BloodImage_00001.xml"
+    tree = ET.parse(annotation)
+    tree.getroot().find("size/width").text = "320"
+    tree.write(annotation)
+    right_half = sum(float(box.findtext("xmin")) > 320 for box in tree.getroot().iter("bndbox"))
+    assert right_half > 0
+    with caplog.at_level(logging.WARNING):
+        module = voc(root)
+    record = module.splits["train"][0]
+    assert (record.width, record.height) == (640, 480) and record.train.all() and module.box_problems == []
+    assert module.size_corrections == [f"{record.path}: 640x480, its annotation says 320x480"]
+    assert "used at their own size" in caplog.text
+    _, target = module.make_dataset("train", train=False)[0]
+    assert len(target["boxes"]) == len(record.boxes) and (target["boxes"][:, 0] > 320).sum() == right_half
+    assert module.ground_truth("train")["images"][0]["width"] == 640
+    problems = check_dataset(module).problems  # cvkit-data check still names the annotation's fault, once
+    assert problems["size_differs_from_annotation"] == module.size_corrections
+    assert problems["boxes_left_out_of_training"] == []
 
 
 def test_test_split_is_optional_and_class_names_can_be_given(bccd_voc: Path, tmp_path: Path) -> None:

@@ -55,6 +55,13 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
+def stored_size(path: Path | str) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header, as :func:`read_rgb` decodes it (EXIF orientation
+    not applied). Raises what PIL raises for a file it cannot open (one of DECODE_ERRORS)."""
+    with Image.open(path) as image:
+        return image.size
+
+
 def read_rgb(path: Path | str, min_side: int | None = None) -> np.ndarray:
     """Decode an image file to an HxWx3 uint8 RGB array; raises CorruptImageError if it cannot.
 

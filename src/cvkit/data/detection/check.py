@@ -90,6 +90,7 @@ def check_dataset(
     names = datamodule.class_names
     problems: dict[str, list[str]] = {key: [] for key in PROBLEMS}
     problems["boxes_left_out_of_training"] = list(datamodule.box_problems)
+    problems["size_differs_from_annotation"] = list(datamodule.size_corrections)  # set-up took the file's size
     paths = sorted({record.path for records in datamodule.splits.values() for record in records})
     with ThreadPoolExecutor(max(1, workers)) as pool:
         sizes = dict(zip(paths, progress(pool.map(decoded_size, paths), len(paths))))

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from cvkit.data.base import BaseDataModule
 from cvkit.data.batches import Batch, Unreadable, read_or_skip, split_unreadable
-from cvkit.data.images import read_rgb
+from cvkit.data.images import DECODE_ERRORS, read_rgb, stored_size
 from cvkit.data.transforms import SampleSeeds, build_detection_pipeline, unit_range
 from cvkit.errors import CvkitError
 
@@ -47,6 +47,28 @@ class DetectionRecord:
         if self.areas is None:
             self.areas = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
         self.file_name = self.file_name or self.path.name
+
+
+def warn_listing(what: str, lines: list[str]) -> None:
+    """Log "N `what`:" and the first 20 of `lines` (nothing when there are none)."""
+    if lines:
+        more = f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""
+        log.warning("%d %s:\n%s%s", len(lines), what, "\n".join(f"  {line}" for line in lines[:20]), more)
+
+
+def take_stored_size(record: DetectionRecord) -> str | None:
+    """Give `record` its image file's own size where its annotation says another (a box outside the
+    annotated size may lie inside the real image), and say so; None where nothing changed. A file that
+    cannot be opened keeps the annotated size: the loader reports it when it reads it."""
+    try:
+        width, height = stored_size(record.path)
+    except DECODE_ERRORS:
+        return None
+    if (width, height) == (record.width, record.height):
+        return None
+    said = f"{record.path}: {width}x{height}, its annotation says {record.width}x{record.height}"
+    record.width, record.height = width, height
+    return said
 
 
 def clip_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,6 +177,8 @@ class DetectionDataModule(BaseDataModule):
         self._categories: list[int] = []
         # Boxes left out of training, as "file: why" lines: subclasses add theirs while loading.
         self.box_problems: list[str] = []
+        # Images whose annotated size left boxes outside it: they take the file's own size.
+        self.size_corrections: list[str] = []
 
     @property
     def label_to_category(self) -> list[int]:
@@ -172,14 +196,15 @@ class DetectionDataModule(BaseDataModule):
         for records in self.splits.values():
             for record in records:
                 _, valid = clip_boxes(record.boxes, record.width, record.height)
+                if (record.train & ~valid).any() and (corrected := take_stored_size(record)):
+                    self.size_corrections.append(corrected)
+                    _, valid = clip_boxes(record.boxes, record.width, record.height)
                 for position in np.flatnonzero(record.train & ~valid):
                     box = ", ".join(f"{value:g}" for value in record.boxes[position])
                     self.box_problems.append(f"{record.path}: box [{box}] has no area inside the image")
                 record.train &= valid
-        if self.box_problems:
-            listing = "\n".join(f"  {line}" for line in self.box_problems[:20])
-            more = f"\n  ... and {len(self.box_problems) - 20} more" if len(self.box_problems) > 20 else ""
-            log.warning("%d box(es) left out of training:\n%s%s", len(self.box_problems), listing, more)
+        warn_listing("image(s) used at their own size, not their annotation's", self.size_corrections)
+        warn_listing("box(es) left out of training", self.box_problems)
 
     def image_finisher(self) -> Callable[[list[torch.Tensor]], list[torch.Tensor]]:
         """0..1 float images: the detector normalises and resizes them inside."""

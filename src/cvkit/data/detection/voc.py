@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from cvkit.data.detection.module import DetectionDataModule, DetectionRecord
 from cvkit.data.formats.voc import VOCAnnotation, check_layout, images_by_id, parse_voc_xml, read_split_ids
-from cvkit.data.images import DECODE_ERRORS
+from cvkit.data.images import DECODE_ERRORS, stored_size
 from cvkit.errors import CvkitError
 
 LAYOUT = "ROOT/JPEGImages/<id>.jpg, ROOT/Annotations/<id>.xml and ROOT/ImageSets/Main/<split>.txt (one image id a line)"
@@ -89,8 +88,7 @@ class VOCDetectionDataModule(DetectionDataModule):
         width, height = annotation.width, annotation.height
         if width <= 0 or height <= 0:  # some VOC files say 0x0: ask the image header
             try:
-                with Image.open(images[image_id]) as image:
-                    width, height = image.size
+                width, height = stored_size(images[image_id])
             except DECODE_ERRORS as err:
                 raise CvkitError(f"cannot read the size of {images[image_id]}: {err}") from err
         labels, boxes, train = [], [], []

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from cvkit.data.detection.module import DetectionDataModule, DetectionRecord
 from cvkit.data.formats.yolo import label_path, read_dataset_yaml, read_labels
-from cvkit.data.images import DECODE_ERRORS
+from cvkit.data.images import DECODE_ERRORS, stored_size
 from cvkit.errors import CvkitError
 
 
@@ -39,8 +38,7 @@ class YOLODetectionDataModule(DetectionDataModule):
 
     def _record(self, image: Path, number: int, num_classes: int) -> DetectionRecord:
         try:
-            with Image.open(image) as opened:
-                width, height = opened.size
+            width, height = stored_size(image)
         except FileNotFoundError as err:
             raise CvkitError(f"data.dataset: {image} is listed in {self.dataset_yaml} but does not exist") from err
         except DECODE_ERRORS as err:
