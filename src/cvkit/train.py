@@ -53,6 +53,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     resume_from, resumed = resolve_resume(cfg.ckpt_path, bool(cfg.resume), run_dir)
     if resumed:
         continue_tracker_runs(cfg, resumed)
+    resumed_batch_size = recorded_batch_size(resumed)
+    del resumed  # Lightning loads the file itself to restore it: not held in memory through the run
 
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg)
@@ -64,7 +66,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if cfg.init_from:
         init_weights(task.model, cfg.init_from)
     if datamodule.batch_size == "auto":
-        datamodule.batch_size = recorded_batch_size(resumed) or search_batch_size(cfg, task, datamodule, trainer)
+        datamodule.batch_size = resumed_batch_size or search_batch_size(cfg, task, datamodule, trainer)
         trainer.callbacks.append(
             SmallestBatchOfRanks(partial(start, cfg, datamodule, task, trainer, resumed_from=resume_from))
         )
