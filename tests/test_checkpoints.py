@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import cvkit.checkpoints
+import cvkit.checkpoints.files
 from cvkit.checkpoints import checkpoint_in, newest_readable, run_checkpoints
 from cvkit.errors import CvkitError, TrainingFailed
 from cvkit.train import train
@@ -76,7 +76,7 @@ def test_a_full_disk_stops_the_run_naming_the_file_and_keeps_the_earlier_checkpo
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         fsync(descriptor)
 
-    monkeypatch.setattr(cvkit.checkpoints.os, "fsync", fsync_fails_for_step_6)
+    monkeypatch.setattr(cvkit.checkpoints.files.os, "fsync", fsync_fails_for_step_6)
     cfg = compose_train(
         tmp_path, *CHECKPOINTED_DIGITS, "trainer.max_epochs=3", "callbacks.checkpoints.every_n_train_steps=2"
     )
@@ -94,7 +94,9 @@ def test_a_full_disk_stops_the_run_naming_the_file_and_keeps_the_earlier_checkpo
 
 
 def test_too_little_free_space_is_found_before_writing(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(cvkit.checkpoints.shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 5 * 2**20, 5 * 2**20))
+    monkeypatch.setattr(
+        cvkit.checkpoints.files.shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 5 * 2**20, 5 * 2**20)
+    )
     with pytest.raises(
         TrainingFailed, match=r"best-epoch000.ckpt: not enough free space \(it needs [1-9]\d+\.\d MiB, .* 5.0 MiB"
     ):

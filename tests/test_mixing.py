@@ -11,9 +11,8 @@ import pytest
 import torch
 from timm.data import Mixup
 
-from cvkit.builders import build_datamodule, build_trainer, build_training_plan, task_class
 from cvkit.data.augment import POLICIES, AugmentPolicy
-from cvkit.data.transforms import SampleSeeds
+from cvkit.data.transforms import seed_pipeline
 from cvkit.errors import CvkitError
 from tests.helpers.callbacks import StopAfterEpochs, plug
 from tests.helpers.checkpoints import assert_same_weights, final_checkpoint
@@ -21,6 +20,7 @@ from tests.helpers.cli import train_into
 from tests.helpers.configs import compose_train
 from tests.helpers.logs import read_metrics
 from tests.helpers.presets import LEARNING_DIGITS
+from tests.helpers.tasks import configured_task
 
 # Digits at 16 px with TrivialAugment after the resize, Mixup and CutMix, label smoothing.
 STRONG = [
@@ -45,15 +45,14 @@ def digit() -> np.ndarray:
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_a_policy_is_torchvisions_under_the_seed_the_pipeline_draws(policy: str, digit: np.ndarray) -> None:
     pipeline = A.Compose([AugmentPolicy(policy)])
-    seeds = SampleSeeds(pipeline)
     outputs = []
     for sample_seed in (4, 4, 5):
-        seeds.seed(sample_seed)
+        seed_pipeline(pipeline, sample_seed)
         outputs.append(pipeline(image=digit)["image"])
     assert np.array_equal(outputs[0], outputs[1]) and outputs[0].dtype == np.uint8 and outputs[0].shape == digit.shape
 
     # The reference: torchvision's own class on the same image, with torch seeded by the drawn seed.
-    seeds.seed(4)
+    seed_pipeline(pipeline, 4)
     drawn = pipeline.transforms[0].get_params()["seed"]
     torch.manual_seed(drawn)
     expected = POLICIES[policy]()(torch.from_numpy(digit).permute(2, 0, 1)).permute(1, 2, 0).numpy()
@@ -61,7 +60,7 @@ def test_a_policy_is_torchvisions_under_the_seed_the_pipeline_draws(policy: str,
     # Other seeds make other images (on at least one of a few: a policy may pick the identity).
     others = []
     for sample_seed in range(5, 10):
-        seeds.seed(sample_seed)
+        seed_pipeline(pipeline, sample_seed)
         others.append(pipeline(image=digit)["image"])
     assert any(not np.array_equal(outputs[0], other) for other in others)
 
@@ -73,9 +72,7 @@ def test_an_unknown_policy_names_the_choices() -> None:
 
 def task_for(tmp_path: Path, *overrides: str):
     cfg = compose_train(tmp_path, *STRONG, *overrides)
-    datamodule = build_datamodule(cfg)
-    plan = build_training_plan(cfg, datamodule, build_trainer(cfg, callbacks=[]))
-    return task_class(cfg).from_config(cfg, datamodule, plan)
+    return configured_task(cfg)
 
 
 def test_mixed_batches_are_timms_and_an_odd_image_keeps_its_smoothed_target(tmp_path: Path) -> None:

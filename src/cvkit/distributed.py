@@ -13,6 +13,7 @@ Hydra has parsed the command line, and ``--help`` or a config error must not wai
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -90,6 +91,14 @@ def launcher_rank() -> int:
     return 0
 
 
+def is_first_process() -> bool:
+    """Whether this process is rank 0 of its job, as the launchers' environment says before a trainer exists:
+    not a DDP child that Lightning's rank 0 started (``LOCAL_RANK`` > 0), not another node's process
+    (``NODE_RANK`` > 0), nor a torchrun or srun process of rank > 0."""
+    local, node = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("NODE_RANK", 0))
+    return launcher_rank() == 0 and local == 0 and node == 0
+
+
 def rank_overrides(argv: Sequence[str]) -> list[str]:
     """`argv` plus, in a process of rank > 0 started by torchrun or srun, the overrides that make it log
     to ``train_rank<R>.log`` of the shared run dir and leave ``.hydra/`` to rank 0."""
@@ -99,18 +108,15 @@ def rank_overrides(argv: Sequence[str]) -> list[str]:
 
 def use_job_command_for_ddp_children() -> None:
     """Make Lightning start DDP child processes with :func:`child_command`."""
-    from pytorch_lightning.strategies.launchers import subprocess_script
+    from cvkit.compat import use_job_command_for_ddp_children as use_command
 
-    subprocess_script._hydra_subprocess_cmd = child_command
+    use_command(child_command)
 
 
 def stop_other_ranks(trainer: pl.Trainer) -> None:
     """End the DDP processes this process started (one-node runs, where cvkit's rank 0 launches the others):
     after an error on this rank alone they would wait at the next collective until its timeout. Lightning
-    does this itself only for Ctrl-C. Under torchrun or srun the launcher ends the others."""
-    from pytorch_lightning.strategies.launchers import subprocess_script
-    from pytorch_lightning.trainer.connectors.signal_connector import _get_sigkill_signal
-
+    does this itself only for Ctrl-C. Under torchrun or srun the launcher started none, and ends the others."""
     launcher = trainer.strategy.launcher
-    if isinstance(launcher, subprocess_script._SubprocessScriptLauncher) and trainer.is_global_zero:
-        launcher.kill(_get_sigkill_signal())
+    if launcher is not None and trainer.is_global_zero:
+        launcher.kill(getattr(signal, "SIGKILL", signal.SIGTERM))

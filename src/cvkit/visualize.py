@@ -1,16 +1,16 @@
-"""Pictures for the logs."""
+"""Pictures for the logs. Figures are drawn on matplotlib's Agg canvas directly: no pyplot, no backend chosen
+for the process."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from torchvision.utils import draw_bounding_boxes
 
 
@@ -19,7 +19,9 @@ def confusion_matrix_image(confusion: np.ndarray, class_names: Sequence[str]) ->
     for the colours and annotated with the raw counts."""
     count = len(class_names)
     size = min(2.0 + 0.5 * count, 16.0)
-    figure, axes = plt.subplots(figsize=(size, size), dpi=80)
+    figure = Figure(figsize=(size, size), dpi=80)
+    canvas = FigureCanvasAgg(figure)
+    axes = figure.subplots()
     rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     axes.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0)
     axes.set(xticks=range(count), yticks=range(count), xlabel="predicted", ylabel="true")
@@ -30,10 +32,8 @@ def confusion_matrix_image(confusion: np.ndarray, class_names: Sequence[str]) ->
             color = "white" if rows[row, col] > 0.5 else "black"
             axes.text(col, row, int(value), ha="center", va="center", color=color, fontsize=8)
     figure.tight_layout()
-    figure.canvas.draw()
-    image = np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
-    plt.close(figure)
-    return image
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
 
 
 def detections_image(
@@ -62,7 +62,7 @@ def draw_detections(
 
 def class_palette(num_classes: int) -> torch.Tensor:
     """A fixed colour per class: [num_classes, 3] uint8 (matplotlib's tab20, cycled)."""
-    colours = plt.get_cmap("tab20").colors
+    colours = matplotlib.colormaps["tab20"].colors
     return torch.tensor([colours[k % len(colours)] for k in range(num_classes)]).mul(255).to(torch.uint8)
 
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from cvkit.data.images import CorruptImageError, read_rgb
-from cvkit.data.transforms import SampleSeeds
+from cvkit.data.transforms import seed_pipeline
 
 
 def pil_rgb(path: Path, draft: int | None = None) -> np.ndarray:
@@ -90,10 +90,8 @@ def test_a_seed_fixes_every_random_step_of_a_pipeline(coco128: Path) -> None:
     image = pil_rgb(coco128 / "images" / "train2017" / "000000000009.jpg")
     pipeline = A.Compose([A.RandomResizedCrop(size=(32, 32), scale=(0.1, 1.0)), A.HorizontalFlip(), A.ColorJitter()])
 
-    seeds = SampleSeeds(pipeline)
-
     def augmented(seed: int) -> np.ndarray:
-        seeds.seed(seed)
+        seed_pipeline(pipeline, seed)
         return pipeline(image=image)["image"]
 
     first = augmented(7)
@@ -102,3 +100,23 @@ def test_a_seed_fixes_every_random_step_of_a_pipeline(coco128: Path) -> None:
     assert len({augmented(seed).tobytes() for seed in range(8)}) == 8
     pipeline.set_random_seed(0)  # the pipeline given other generators: seeding still decides
     np.testing.assert_array_equal(augmented(7), first)
+
+
+def flips_under(seeding: object) -> set[tuple[bool, bool]]:
+    """The (horizontal, vertical) flips a pipeline of both at p=0.5 makes under 64 seeds, `seeding(pipeline, s)`."""
+    image = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    pipeline = A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)])
+    made = set()
+    for seed in range(64):
+        seeding(pipeline, seed)
+        out = pipeline(image=image)["image"]
+        made.add((np.array_equal(out[:, ::-1], image) or np.array_equal(out[::-1, ::-1], image), out[0, 0, 0] >= 36))
+    return made
+
+
+def test_albumentations_seeding_makes_steps_of_one_probability_decide_alike() -> None:
+    # Why cvkit seeds with one shared generator (seed_pipeline), not Compose.set_random_seed: that gives every
+    # step a generator of the same seed, so the two flips always agree. When this fails, albumentations has
+    # changed, and set_random_seed may do the job.
+    assert flips_under(lambda pipeline, seed: pipeline.set_random_seed(seed)) == {(False, False), (True, True)}
+    assert len(flips_under(seed_pipeline)) == 4  # every combination of the two flips

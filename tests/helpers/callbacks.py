@@ -147,7 +147,7 @@ class DiskFullFromStep(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         import shutil
 
-        import cvkit.checkpoints
+        import cvkit.checkpoints.files
 
         real = shutil.disk_usage
 
@@ -155,7 +155,7 @@ class DiskFullFromStep(pl.Callback):
             usage = real(path)
             return usage._replace(free=0) if trainer.global_step >= self.step else usage
 
-        cvkit.checkpoints.shutil = type("FullDisk", (), {"disk_usage": staticmethod(disk_usage)})
+        cvkit.checkpoints.files.shutil = type("FullDisk", (), {"disk_usage": staticmethod(disk_usage)})
 
 
 class SlowStepsFrom(pl.Callback):

@@ -2,9 +2,20 @@
 and one save when a signal stops the run (the best checkpoint is Lightning's ``ModelCheckpoint``'s); and
 the plugin through which every checkpoint is written whole or not at all.
 
-Lightning's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only when it also writes a top-k
-checkpoint (Lightning >= 2.6), so once the monitored metric stops improving ``last.ckpt`` stays at the
-best epoch. :class:`RunCheckpoints` writes it at the end of every epoch, whatever the metric does.
+Why not Lightning's own pieces (each gap is checked by tests/test_lightning_gaps.py, which fails when
+Lightning closes it):
+
+- ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only when it also writes a top-k checkpoint
+  (Lightning >= 2.6): once the monitored metric stops improving, ``last.ckpt`` stays at the best epoch.
+- Lightning's SIGTERM handling stops after the batch in progress, inside a gradient accumulation too, saves
+  nothing and ends the process with status 0; under DDP it follows rank 0's flag only, so a signal to
+  another rank alone is not seen by the others. SIGINT raises wherever the code is; SIGUSR1 is handled only
+  under SLURM's auto-requeue. cvkit stops every rank at the same optimizer-step boundary, saves it, and
+  exits with 128 + the signal, within a grace period.
+- ``OnExceptionCheckpoint`` saves whatever state an exception left, waits at a barrier that ranks without
+  the exception never reach, and makes every later ``fit`` resume from its file.
+- Lightning's checkpoint writer writes a temporary file in ``$TMPDIR`` and moves it into place: not atomic
+  across file systems, and not flushed to disk. :class:`AtomicCheckpointIO` is.
 """
 
 from __future__ import annotations
@@ -39,12 +50,18 @@ log = logging.getLogger(__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, with :func:`write_atomically` (Lightning's own writes in place)."""
+    """Lightning's checkpoint writer, with :func:`write_atomically`. Remembers the file it wrote last and the
+    optimizer step it holds (:attr:`last_written`; rank 0 writes every checkpoint)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_written: tuple[Path, int] | None = None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         write_atomically(Path(path), lambda file: file.write(buffer.getbuffer()), buffer.getbuffer().nbytes)
+        self.last_written = (Path(path), int(checkpoint.get("global_step", -1)))
 
 
 class RunCheckpoints(Checkpoint):
@@ -115,8 +132,7 @@ class RunCheckpoints(Checkpoint):
             self.prune_periodic(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        best = self.best_saved_now(trainer)
-        if best is None or not link_atomically(best, self.folder / LAST, trainer):
+        if not self.link_last_to_best(trainer):
             self.save(trainer, self.folder / LAST)
         signum, _ = self.agree(trainer)
         if signum:
@@ -143,16 +159,18 @@ class RunCheckpoints(Checkpoint):
         return int(agreed[0]), steps_due or bool(agreed[1])
 
     # Saving.
-    @staticmethod
-    def best_saved_now(trainer: pl.Trainer) -> Path | None:
-        """The best checkpoint, when ``ModelCheckpoint`` wrote it at this very optimizer step (the same on every
-        rank), else None."""
-        best = trainer.checkpoint_callback
-        if not isinstance(best, ModelCheckpoint) or not best.best_model_path:
-            return None
-        if best._last_global_step_saved != trainer.global_step or best._last_checkpoint_saved != best.best_model_path:
-            return None
-        return Path(best.best_model_path)
+    def link_last_to_best(self, trainer: pl.Trainer) -> bool:
+        """Make ``last.ckpt`` a hard link to the best checkpoint when ``ModelCheckpoint`` has just written it at
+        this very optimizer step (the same state, written once); rank 0 decides, every rank gets the answer."""
+        linked = False
+        if trainer.is_global_zero:
+            best = trainer.checkpoint_callback
+            written = getattr(trainer.strategy.checkpoint_io, "last_written", None)
+            if isinstance(best, ModelCheckpoint) and best.best_model_path:
+                best_path = Path(best.best_model_path)
+                if written == (best_path, trainer.global_step):
+                    linked = link_atomically(best_path, self.folder / LAST)
+        return bool(trainer.strategy.broadcast(linked))
 
     def save(self, trainer: pl.Trainer, path: Path) -> None:
         self.stop.disarm()  # after a signal, a save under way is let finish even past the grace period
@@ -180,19 +198,17 @@ class RunCheckpoints(Checkpoint):
             old.unlink(missing_ok=True)
 
 
-def link_atomically(source: Path, path: Path, trainer: pl.Trainer) -> bool:
-    """Make `path` a hard link to `source` (rank 0; a temporary link renamed over `path`, so `path` is never
-    missing), then wait for every rank. False, with nothing changed, where the file system has no hard links."""
-    linked = True
-    if trainer.is_global_zero:
-        partial = path.with_name(path.name + PARTIAL_SUFFIX)
-        try:
-            partial.unlink(missing_ok=True)
-            os.link(source, partial)
-            os.replace(partial, path)
-            sync_folder(path.parent)
-        except OSError as err:
-            partial.unlink(missing_ok=True)
-            log.info("could not link %s to %s (%s): writing it", path, source, err)
-            linked = False
-    return bool(trainer.strategy.broadcast(linked))
+def link_atomically(source: Path, path: Path) -> bool:
+    """Make `path` a hard link to `source` (a temporary link renamed over `path`, so `path` is never missing).
+    False, with nothing changed, where the file system has no hard links."""
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    try:
+        partial.unlink(missing_ok=True)
+        os.link(source, partial)
+        os.replace(partial, path)
+        sync_folder(path.parent)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        log.info("could not link %s to %s (%s): writing it", path, source, err)
+        return False
+    return True

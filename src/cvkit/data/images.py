@@ -9,19 +9,16 @@ stored: EXIF orientation is not applied, by either decoder.
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cvkit.errors import CvkitError
-
-# OpenCV refuses images above this many pixels, as PIL does (PIL's decompression-bomb limit); it reads the
-# variable once, at its first decode.
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(Image.MAX_IMAGE_PIXELS))
-import cv2
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 # Decoding failures PIL raises for empty, truncated, non-image or too large files.
@@ -35,8 +32,6 @@ REDUCED_JPEG = (
     (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
     (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
 )
-
-cv2.setNumThreads(0)  # loader workers decode in parallel already; OpenCV's own threads would oversubscribe
 
 
 class CorruptImageError(CvkitError):
@@ -78,7 +73,9 @@ def read_rgb(path: Path | str, min_side: int | None = None) -> np.ndarray:
             image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), RGB_AS_STORED | reduction(data, min_side))
         except (cv2.error, *DECODE_ERRORS):  # e.g. over the pixel limit: PIL names the fault
             image = None
-        if image is not None:
+        # An image over PIL's decompression-bomb limit goes to PIL, which refuses it naming the limit (OpenCV's
+        # own limit, 2**30 pixels, is far higher; its setting is process-wide, so cvkit leaves it to the host).
+        if image is not None and image.shape[0] * image.shape[1] <= (Image.MAX_IMAGE_PIXELS or math.inf):
             return image
     return read_with_pil(path, data, min_side)
 

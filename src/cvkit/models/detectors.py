@@ -82,11 +82,13 @@ class PyramidBackbone(nn.Module):
 
 class ForegroundOnly:
     """For sigmoid-classifier detectors (RetinaNet, FCOS): they score every class index, the unused
-    background 0 included, so drop the detections labelled 0 (targets never are)."""
+    background 0 included, so drop the detections labelled 0 (targets never are) from what they return."""
 
-    def postprocess_detections(self, *args: Any, **kwargs: Any) -> list[dict[str, torch.Tensor]]:
-        detections = super().postprocess_detections(*args, **kwargs)
-        return [{key: value[found["labels"] > 0] for key, value in found.items()} for found in detections]
+    def forward(self, images: Any, targets: Any = None) -> Any:
+        output = super().forward(images, targets)
+        if self.training:  # the losses
+            return output
+        return [{key: value[found["labels"] > 0] for key, value in found.items()} for found in output]
 
 
 class ForegroundRetinaNet(ForegroundOnly, RetinaNet):

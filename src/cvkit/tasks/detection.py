@@ -18,7 +18,8 @@ from cvkit.visualize import detections_image
 
 log = logging.getLogger(__name__)
 Batch = tuple[list[torch.Tensor], list[dict[str, Any]]]
-NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+# Layers whose training mode differs from evaluation (statistics): kept in evaluation mode for the val loss.
+NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm, nn.LayerNorm)
 NO_DETECTIONS = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
 
 
@@ -51,6 +52,7 @@ class DetectionTask(BaseTask):
 
     kind = "detection"
     data_module = DetectionDataModule
+    input_size_settings = "task.model.min_size and max_size"
 
     def __init__(self, *, val_loss: bool, log_images: int, draw_score_thresh: float, **base: Any) -> None:
         super().__init__(**base)
@@ -65,7 +67,7 @@ class DetectionTask(BaseTask):
         return self.model(images, targets)
 
     def training_loss(self, batch: Batch | None, batch_idx: int) -> torch.Tensor | None:
-        if batch is None:  # every image of the batch was unreadable and skipped
+        if not batch:  # every image of the batch was unreadable and skipped
             return None
         images, targets = batch
         losses = self(images, targets)
@@ -76,7 +78,7 @@ class DetectionTask(BaseTask):
         return loss
 
     def _evaluate(self, batch: Batch | None, stage: str) -> list[dict[str, torch.Tensor]] | None:
-        if batch is None:
+        if not batch:
             return None
         images, targets = batch
         if self.val_loss:

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, default_collate
 
 from cvkit.data.batches import Batch, Unreadable, read_or_skip, split_unreadable
 from cvkit.data.images import read_rgb
-from cvkit.data.transforms import SampleSeeds
+from cvkit.data.transforms import seed_pipeline
 
 
 class ImageSource(Protocol):
@@ -83,7 +83,6 @@ class ClassificationDataset(Dataset):
         self.images = images
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
-        self.seeds = SampleSeeds(transform)
         self.strict = strict
 
     def __len__(self) -> int:
@@ -95,7 +94,7 @@ class ClassificationDataset(Dataset):
         if isinstance(image, Unreadable):
             return image
         if seed is not None:
-            self.seeds.seed(seed)
+            seed_pipeline(self.transform, seed)
         return self.transform(image=image)["image"], int(self.labels[index])
 
 

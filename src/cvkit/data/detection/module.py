@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from cvkit.data.base import BaseDataModule
 from cvkit.data.batches import Batch, Unreadable, read_or_skip, split_unreadable
 from cvkit.data.images import DECODE_ERRORS, read_rgb, stored_size
-from cvkit.data.transforms import SampleSeeds, build_detection_pipeline, unit_range
+from cvkit.data.transforms import build_detection_pipeline, seed_pipeline, unit_range
 from cvkit.errors import CvkitError
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,6 @@ class DetectionDataset(Dataset):
     def __init__(self, records: Sequence[DetectionRecord], transform: A.Compose, strict: bool, keep_size: bool):
         self.records = records
         self.transform = transform
-        self.seeds = SampleSeeds(transform)
         self.strict = strict
         self.keep_size = keep_size
         self._warned: set[Path] = set()
@@ -121,7 +120,7 @@ class DetectionDataset(Dataset):
             boxes, valid = clip_boxes(boxes, width, height)
             boxes, labels = boxes[valid], labels[valid]
         if seed is not None:
-            self.seeds.seed(seed)
+            seed_pipeline(self.transform, seed)
         out = self.transform(image=image, bboxes=boxes.astype(np.float32), labels=labels)
         if self.keep_size and tuple(out["image"].shape[1:]) != (height, width):
             raise CvkitError(

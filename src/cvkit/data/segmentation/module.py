@@ -18,7 +18,7 @@ from cvkit.data.base import BaseDataModule
 from cvkit.data.batches import Batch, Unreadable, read_or_skip, split_unreadable
 from cvkit.data.images import read_rgb
 from cvkit.data.segmentation.masks import MaskSource, check_mask_values, mask_mode_problem, read_mask
-from cvkit.data.transforms import SampleSeeds, build_pipeline, build_segmentation_eval_pipeline, parse_image_size
+from cvkit.data.transforms import build_pipeline, build_segmentation_eval_pipeline, parse_image_size, seed_pipeline
 from cvkit.errors import CvkitError
 
 
@@ -71,7 +71,6 @@ class SegmentationDataset(Dataset):
     ) -> None:
         self.records = records
         self.transform = transform
-        self.seeds = SampleSeeds(transform)
         self.train = train
         self.num_classes = num_classes
         self.ignore_index = ignore_index
@@ -94,7 +93,7 @@ class SegmentationDataset(Dataset):
             )
         check_mask_values(mask, record.mask, self.num_classes, self.ignore_index)
         if seed is not None:
-            self.seeds.seed(seed)
+            seed_pipeline(self.transform, seed)
         if not self.train:
             return Sample(self.transform(image=image)["image"], torch.from_numpy(mask.astype(np.int64)), True)
         out = self.transform(image=image, mask=mask)

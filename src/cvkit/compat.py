@@ -1,0 +1,79 @@
+"""Every use of a dependency's private API, in one place. Upgrading Lightning, torch or albumentations means
+reading this file; ``tests/test_compat.py`` fails naming the upstream symbol when one of these goes away, and
+``pyproject.toml`` bounds each of these libraries below its next minor release.
+
+Each function says what it reaches into and why no public API does the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch.utils.data import DataLoader
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+# The upstream names used below, as (module, attribute path): tests/test_compat.py checks each one exists.
+PRIVATE_NAMES = (
+    ("pytorch_lightning.strategies.launchers.subprocess_script", "_hydra_subprocess_cmd"),
+    ("pytorch_lightning.strategies.launchers.subprocess_script", "_SubprocessScriptLauncher"),
+    ("torch", "UntypedStorage._new_shared"),
+    ("torch.utils.data.dataloader", "_MultiProcessingDataLoaderIter._shutdown_workers"),
+)
+
+
+def use_job_command_for_ddp_children(command: Callable[[int], tuple[Sequence[str], str]]) -> None:
+    """Make Lightning start the DDP child processes of a Hydra job with `command(local_rank)` -> (argv, cwd).
+
+    Lightning's subprocess launcher builds that command with its private ``_hydra_subprocess_cmd``, which
+    re-runs ``sys.argv`` with ``hydra.run.dir`` set to the run-dir *pattern*: in a ``-m`` sweep every child
+    would start a sweep of its own, in other folders. It has no setting for this, so cvkit replaces it.
+    """
+    from pytorch_lightning.strategies.launchers import subprocess_script
+
+    subprocess_script._hydra_subprocess_cmd = command
+
+
+def start_ranks_now(trainer: pl.Trainer) -> None:
+    """Start the DDP processes of `trainer` (one-node runs: rank 0 starts the others, which re-run the command)
+    and their process group now, before ``fit``, so that the ranks can agree on something the run is built
+    from (the searched batch size). Lightning starts them inside ``fit`` only.
+
+    ``launch`` and ``setup_environment`` are public methods, documented for this use ("Creates new processes,
+    then calls the given function"; "Setup any processes or distributed connections"); what is Lightning's own
+    is the launcher class that supports it, and that ``fit`` later finds both done and does neither again (the
+    children are started once: the environment then says that the processes exist; the process group is not
+    initialised twice). Launchers that run ``fit`` in new processes (``ddp_spawn``, ``ddp_notebook``) cannot
+    do this: refused by the caller, which names them.
+    """
+    trainer.strategy.launcher.launch(trainer.strategy.setup_environment)
+
+
+def launches_by_script(trainer: pl.Trainer) -> bool:
+    """Whether `trainer`'s processes are started by running the command again (DDP's default, torchrun, srun),
+    which :func:`start_ranks_now` needs, rather than by forking or spawning ``fit``. The launcher's class is
+    Lightning's private ``_SubprocessScriptLauncher``."""
+    from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    return isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher)
+
+
+def shared_float_storage_tensor(shape: Sequence[int]) -> torch.Tensor:
+    """An empty float32 tensor of `shape` in shared memory, as ``default_collate`` allocates a batch inside a
+    loader worker, so that handing it to the main process copies it no further (at 224 px, 1.25x the images a
+    second of a copy made in ordinary memory). torch has no public constructor for a shared storage of a
+    given size (``Tensor.share_memory_`` copies an existing one); ``default_collate`` uses this one."""
+    storage = torch.UntypedStorage._new_shared(int(torch.Size(shape).numel()) * 4)
+    return torch.empty(0, dtype=torch.float32).set_(storage).view(*shape)
+
+
+def shutdown_loader_workers(loader: DataLoader) -> None:
+    """Shut down the persistent worker processes of `loader` through their queues, as the loader does when it
+    is garbage collected. ``DataLoader`` has no public ``close``; Lightning's own teardown calls this too
+    (``CombinedLoader.reset``)."""
+    iterator = getattr(loader, "_iterator", None)  # the workers' iterator, kept by persistent_workers
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
