@@ -64,7 +64,7 @@ from cvkit.builders import build_datamodule
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-CVKIT_TRAIN = "from cvkit.cli import train_command; train_command()"  # what the cvkit-train console script runs
+CVKIT_TRAIN = "from cvkit.cli import train_main; train_main()"  # what the cvkit-train console script runs
 DRY_RUN_BACKENDS = ">=0:aot_eager"  # dry run: torch.compile traces (Dynamo, AOTAutograd) but Inductor generates no code
 SCALE = (0.5, 1.0)  # RandomResizedCrop's scale in cvkit's imagefolder config; the other loaders are set to match
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4  # cvkit's optimizer=sgd at batch 256

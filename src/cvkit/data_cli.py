@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from cvkit.errors import CvkitError
-from cvkit.process_exit import ends_process
 
 log = logging.getLogger("cvkit")
 SHOWN_PER_PROBLEM = 10
@@ -136,7 +135,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
 
 
-command = ends_process(main)
-
 if __name__ == "__main__":
-    command()
+    main()
