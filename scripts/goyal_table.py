@@ -146,8 +146,12 @@ def lr_curve(run_dir: Path) -> tuple[list[float], list[float]]:
     """(epochs, LRs) of every optimizer step, from the run's TensorBoard events (tag ``lr``)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from cvkit.checkpoints import SCHEDULE_KEY, SavedRun
+
     events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0}).Reload()
-    steps_per_epoch = json.loads((run_dir / "summary.json").read_text())["steps_per_epoch"]
+    # The optimizer steps an epoch had, as the run's schedule counted them (Lightning's count of the loader's).
+    last = SavedRun.read(run_dir / "checkpoints" / "last.ckpt", "run")
+    steps_per_epoch = last.content[SCHEDULE_KEY]["steps_per_epoch"]
     scalars = events.Scalars("lr")
     return [s.step / steps_per_epoch for s in scalars], [s.value for s in scalars]
 

@@ -4,19 +4,18 @@ given the batch it found, resume and evaluation with the found batch, and the sm
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from cvkit.batch_search import StepProbe, largest_batch
-from cvkit.callbacks.batch_size import SmallestBatchOfRanks
 from cvkit.errors import CvkitError
 from cvkit.evaluate import evaluate
 from cvkit.train import train
 from tests.helpers.checkpoints import assert_same_weights, final_checkpoint
-from tests.helpers.cli import train_into
+from tests.helpers.cli import assert_exit, run_cli, train_into
 from tests.helpers.configs import compose_train
+from tests.helpers.jobs import ranks_fitting
 from tests.helpers.logs import read_summary
 from tests.helpers.presets import DDP_CPU, SHORT_DIGITS, short_segmentation, tiny_detection
 
@@ -69,7 +68,6 @@ def test_the_found_batch_sets_the_lr_and_is_written_to_the_summary(monkeypatch, 
     assert summary["per_device_batch_size"] == summary["global_batch_size"] == 40
     assert summary["batch_size"] == "auto: 40 per device"
     assert summary["effective_lr"] == pytest.approx(0.2 * 40 / 80)  # the linear rule, for the batch found
-    assert summary["steps_per_epoch"] == 3
 
 
 def test_a_run_with_the_found_batch_is_the_run_given_that_batch(tmp_path: Path) -> None:
@@ -111,21 +109,17 @@ def test_a_batch_search_beside_a_global_batch_is_refused(tmp_path: Path) -> None
         train(compose_train(tmp_path, *AUTO_DIGITS, "+data.global_batch_size=64"))
 
 
-def test_ranks_that_found_different_batches_all_take_the_smallest() -> None:
-    settled: list[int] = []
-    found = {0: 48, 1: 32}  # rank 1's GPU had less memory free
-
-    def trainer_of(rank: int) -> SimpleNamespace:
-        strategy = SimpleNamespace(
-            root_device=torch.device("cpu"),
-            reduce=lambda tensor, reduce_op: torch.tensor(min(found.values())) if reduce_op == "min" else tensor,
-        )
-        datamodule = SimpleNamespace(batch_size=found[rank])
-        return SimpleNamespace(world_size=2, global_rank=rank, strategy=strategy, datamodule=datamodule)
-
-    for rank in (0, 1):
-        SmallestBatchOfRanks(settled.append).setup(trainer_of(rank), None, "fit")
-    assert settled == [32]  # rank 0 re-plans for 32; rank 1 keeps its own
+def test_ranks_that_found_different_batches_plan_once_for_the_smallest(tmp_path: Path) -> None:
+    """Two gloo processes whose devices fit 40 and 24 images: both train on 24, the LR is planned for 2 x 24,
+    and the run's summary is made, printed and written once."""
+    env = ranks_fitting(tmp_path / "site", 40, 24)
+    result = run_cli("cvkit-train", *DDP_CPU, *AUTO_DIGITS, f"hydra.run.dir={tmp_path / 'run'}", env=env)
+    assert_exit(result, 0, "rank 0 found 40, another rank 24: all train on 24")
+    assert result.stdout.count("cvkit run") == 1
+    summary = read_summary(tmp_path / "run")
+    assert (summary["per_device_batch_size"], summary["global_batch_size"]) == (24, 48)
+    assert summary["effective_lr"] == pytest.approx(summary["base_lr"] * 48 / summary["base_batch_size"])
+    assert summary["batch_size"] == "auto: 24 per device"
 
 
 def test_ddp_ranks_train_on_the_batch_they_agreed_on(tmp_path: Path) -> None:

@@ -44,11 +44,9 @@ def test_each_rank_sees_its_own_shard_but_for_one_padding_sample(ddp_run: Path) 
 
 def test_two_processes_and_two_accumulation_steps_scale_the_lr_alike(ddp_run: Path, tmp_path: Path) -> None:
     accumulated = compose_train(tmp_path, *SHORT_DIGITS, "trainer.accumulate_grad_batches=2")
-    from cvkit.builders import build_datamodule, build_trainer, build_training_plan, fit_batch_to_world
+    from cvkit.builders import build_trainer, build_training_plan
 
-    datamodule, trainer = build_datamodule(accumulated), build_trainer(accumulated)
-    fit_batch_to_world(datamodule, trainer)
-    plan = build_training_plan(accumulated, datamodule, trainer).lr
+    plan = build_training_plan(accumulated, build_trainer(accumulated), per_device_batch_size=64).lr
     ddp = read_summary(ddp_run)
     assert ddp["global_batch_size"] == plan.global_batch_size == 128
     assert ddp["effective_lr"] == pytest.approx(plan.effective_lr) == pytest.approx(0.1 * 128 / 256)

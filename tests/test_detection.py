@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 import cvkit
-from cvkit.builders import build_datamodule, build_trainer, build_training_plan, task_class
+from cvkit.builders import build_datamodule, build_trainer
 from cvkit.errors import CvkitError
 from cvkit.export import export
 from cvkit.predict import predict
@@ -20,6 +20,7 @@ from tests.helpers.configs import compose_train, export_cfg
 from tests.helpers.datasets import voc_subset
 from tests.helpers.logs import csv_column, read_metrics, read_report, read_summary, tensorboard_tags
 from tests.helpers.presets import DDP_CPU, tiny_detection
+from tests.helpers.tasks import configured_task
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +155,7 @@ def untrained_val_metrics(cfg) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg, callbacks=[], enable_progress_bar=False)
-    task = task_class(cfg).from_config(cfg, datamodule, build_training_plan(cfg, datamodule, trainer))
+    task = configured_task(cfg, datamodule)
     return trainer.validate(task, datamodule=datamodule, verbose=False)[0]
 
 

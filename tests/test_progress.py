@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 
-from cvkit.builders import build_datamodule, build_trainer, build_training_plan, task_class
+from cvkit.builders import build_datamodule, build_trainer
 from cvkit.callbacks.progress import TimedProgress, duration
 from tests.helpers.cli import train_into
 from tests.helpers.configs import compose_train
 from tests.helpers.presets import SHORT_DIGITS, TINY_CLASSIFICATION
+from tests.helpers.tasks import configured_task
 
 STEP_S = 20.0  # what the fake clock advances per training step
 
@@ -39,7 +40,7 @@ def fit_with(cfg, *callbacks: pl.Callback) -> None:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg, callbacks=list(callbacks))
-    task = task_class(cfg).from_config(cfg, datamodule, build_training_plan(cfg, datamodule, trainer))
+    task = configured_task(cfg, datamodule)
     trainer.fit(task, datamodule=datamodule)
 
 

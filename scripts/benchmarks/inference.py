@@ -45,9 +45,9 @@ import cvkit
 from cvkit.console import write_json
 from cvkit.data.transforms import parse_image_size
 from cvkit.inference.export import write_onnx
+from cvkit.inference.kinds import inference_kind
 from cvkit.models import build_classifier
 from cvkit.models.segmenters import UNet
-from cvkit.task_kinds import task_kind
 
 CPU_BACKENDS = ("eager", "compile", "onnxruntime")
 GPU_BACKENDS = ("eager", "amp", "channels_last", "compile")
@@ -70,7 +70,7 @@ def backbone_model(spec: str, image_size: int) -> tuple[str, nn.Module, tuple[in
 def checkpoint_model(path: str) -> tuple[str, nn.Module, tuple[int, int]]:
     """The trained network of a cvkit classification or segmentation checkpoint, at its input size."""
     predictor = cvkit.load(path, device="cpu")
-    if not task_kind(predictor.kind).export.batched:
+    if not inference_kind(predictor.kind).export.batched:
         raise SystemExit("--checkpoint: detectors take lists of images of any size; benchmark their backbone instead")
     return f"{Path(path).name} ({predictor.describe()})", predictor.model, parse_image_size(predictor.image_size)
 

@@ -13,7 +13,8 @@ the last that fitted and the first that did not. "Fits" means the step's peak me
   optimizer's state and the batch, against ``batch_search.cpu_memory_gb`` or the memory available.
 
 The weights, the BatchNorm statistics, the metrics and the random number generators are as they were
-before the search, so a run with the batch it finds is the run with that batch given.
+before the search, so a run with the batch it finds is the run with that batch given. Under DDP every rank
+searches its own device and all take the smallest batch found, agreed before the run is planned.
 """
 
 from __future__ import annotations
@@ -21,16 +22,20 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 from pytorch_lightning.utilities import move_data_to_device
+from torchmetrics import Metric
 
-from cvkit.data.batches import Batch
+from cvkit.compat import launches_by_script, start_ranks_now
 from cvkit.errors import CvkitError
 
 log = logging.getLogger(__name__)
@@ -142,8 +147,7 @@ class StepProbe:
             index = len(self.samples)
             self.samples.append(self.dataset[(index % len(self.dataset), index)])
         collated = self.datamodule.collate(self.samples[:size])
-        plain = tuple(collated) if isinstance(collated, Batch) else collated  # as the task's transfer hook does
-        return self.datamodule.on_after_batch_transfer(move_data_to_device(plain, self.budget.device), 0)
+        return self.datamodule.on_after_batch_transfer(move_data_to_device(collated, self.budget.device), 0)
 
     def __call__(self, size: int) -> bool:
         try:
@@ -176,6 +180,32 @@ class StepProbe:
         return saved[0] + 2 * self.parameter_bytes + state_bytes + batch_bytes(batch)
 
 
+@contextmanager
+def probing(task: Any, device: torch.device) -> Iterator[None]:
+    """Training steps of `task` that leave no trace: on `device`, in training mode, nothing logged (the task
+    is not attached to a trainer yet: Lightning's notice of that is silenced); afterwards the weights are back
+    where they were, and the buffers (BatchNorm statistics), the metrics and the random number generators as
+    they were before."""
+    home, was_training = next(task.parameters()).device, task.training
+    buffers = {name: buffer.detach().clone() for name, buffer in task.named_buffers()}
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*self\.log\(\)")
+        try:
+            task.to(device).train()
+            yield
+        finally:
+            task.zero_grad(set_to_none=True)
+            task.to(home).train(was_training)
+            for name, buffer in task.named_buffers():
+                buffer.copy_(buffers[name])
+            for metric in task.modules():
+                if isinstance(metric, Metric):
+                    metric.reset()
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
 def gigabytes(value: float) -> str:
     return "out of memory" if value == math.inf else f"{value / 1e9:.2f} GB"
 
@@ -189,8 +219,31 @@ def find_batch_size(
     cpu_bytes = int(settings["cpu_memory_gb"] * 1e9) if settings.get("cpu_memory_gb") else None
     budget = MemoryBudget(device, float(settings["memory_fraction"]), cpu_bytes)
     limit = min(int(settings["max_batch_size"]), datamodule.split_sizes()["train"])
-    with task.probing(device):
+    with probing(task, device):
         probe = StepProbe(task, datamodule, budget, STATE_TENSORS.get(optimizer.lower(), 2), forward_context)
         found = largest_batch(probe, limit)
     log.info("data.batch_size=auto: %d per device (the largest found within %.2f GB)", found, probe.limit / 1e9)
     return found
+
+
+def search_batch_size(task: Any, datamodule: Any, trainer: Any, settings: dict[str, Any], optimizer: str) -> int:
+    """The per-device batch of ``data.batch_size=auto`` for `task` under `trainer`: found on this rank's device
+    (:func:`find_batch_size`) and, under DDP, the smallest any rank found. The ranks are started for this
+    before training (:func:`cvkit.compat.start_ranks_now`), so that the run is planned for the agreed batch."""
+    if trainer.world_size > 1:
+        if not launches_by_script(trainer):
+            raise CvkitError(
+                f"data.batch_size=auto under trainer.strategy={type(trainer.strategy).__name__} started by "
+                f"{type(trainer.strategy.launcher).__name__}: the search needs the DDP processes before training, "
+                "which trainer.strategy=ddp (and torchrun, srun) gives; or give data.batch_size=N"
+            )
+        start_ranks_now(trainer)
+    device = trainer.strategy.root_device
+    found = find_batch_size(task, datamodule, device, settings, optimizer, trainer.precision_plugin.forward_context)
+    if trainer.world_size == 1:
+        return found
+    smallest = int(trainer.strategy.reduce(torch.tensor(found, device=device), reduce_op="min"))
+    if smallest != found:
+        log.warning("data.batch_size=auto: rank %d found %d, another rank %d: all train on %d",
+                    trainer.global_rank, found, smallest, smallest)  # fmt: skip
+    return smallest

@@ -1,15 +1,13 @@
-"""Batch and step arithmetic of a distributed run, as pure functions without dependencies: the per-device batch
-a global batch gives (:func:`cvkit.builders.fit_batch_to_world`), the optimizer steps per epoch the
-schedule counts in (:func:`cvkit.optim.plan_training`), and the loader workers ``data.num_workers=auto`` gives.
+"""Batch arithmetic of a distributed run, as pure functions without dependencies: the per-device batch a
+global batch gives (:func:`cvkit.builders.settle_batch_size`), and the loader workers ``data.num_workers=auto``
+gives.
 
-Example: 10,000 training images on 4 devices with 64 images each and 2 accumulation steps: each rank
-sees ceil(10000 / 4) = 2500 images = 39 full batches (the last partial batch is dropped), which make
-ceil(39 / 2) = 20 optimizer steps per epoch.
+Example: a global batch of 1024 on 8 devices with 2 accumulation steps is 1024 / (8 x 2) = 64 images per
+device and step.
 """
 
 from __future__ import annotations
 
-import math
 import os
 
 from cvkit.errors import CvkitError
@@ -28,23 +26,6 @@ def per_device_batch_size(global_batch_size: int, world_size: int, accumulate_gr
             f"e.g. {lower} or {lower + share}"
         )
     return global_batch_size // share
-
-
-def optimizer_steps_per_epoch(
-    train_samples: int,
-    per_device_batch: int,
-    world_size: int,
-    accumulate_grad_batches: int,
-    limit_train_batches: int | float | None = None,
-) -> int:
-    """Optimizer steps in one epoch, as cvkit's sampler and loader produce batches (see module example)."""
-    per_rank = math.ceil(train_samples / world_size)
-    batches = per_rank // per_device_batch if per_rank > per_device_batch else 1
-    if isinstance(limit_train_batches, float) and limit_train_batches != 1.0:
-        batches = max(1, int(batches * limit_train_batches))
-    elif limit_train_batches is not None and not isinstance(limit_train_batches, float):
-        batches = min(batches, int(limit_train_batches))
-    return math.ceil(batches / accumulate_grad_batches)
 
 
 # data.num_workers=auto on a machine without GPUs: the training itself needs the cores.

@@ -1,10 +1,11 @@
-"""Config -> the objects a run is made of, besides the task (which builds itself: ``from_config``): the
-data module checked against the task, the Lightning trainer with its loggers and callbacks, and the
-per-device batch fitted to the world the trainer runs in."""
+"""Config -> the objects a run is made of, each built once and complete: the data module (checked against the
+task), the Lightning trainer with its loggers and callbacks, the network, the per-device batch, the training
+plan and the task. ``train()`` and ``evaluate()`` call these in that order."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -13,15 +14,22 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+from torch import nn
 
 from cvkit.batching import per_device_batch_size
 from cvkit.callbacks.checkpointing import AtomicCheckpointIO
+from cvkit.checkpoints import RunRecord
 from cvkit.data.base import BaseDataModule
 from cvkit.errors import CvkitError
+from cvkit.models.networks import build_network as build_task_network
+from cvkit.models.networks import task_network
 from cvkit.optim import TrainingPlan, plan_training
 from cvkit.tasks import BaseTask
 
 DATA_CONFIGS = files("cvkit.configs").joinpath("data")
+# Keys of the task config that are not the task's own arguments: its class, its network's options (read by
+# the network builder) and the metric the callbacks config picks the best checkpoint by.
+ASSEMBLY_KEYS = ("_target_", "model", "monitor", "monitor_mode")
 
 
 def instantiate_at(key: str, node: Any, **kwargs: Any) -> Any:
@@ -42,6 +50,16 @@ def task_class(cfg: DictConfig) -> type[BaseTask]:
 def task_classes(base: type[BaseTask] = BaseTask) -> list[type[BaseTask]]:
     """Every task class there is (those of cvkit.tasks, and any other imported subclass of `base`)."""
     return [task for child in base.__subclasses__() for task in (child, *task_classes(child))]
+
+
+def check_network_input(cfg: DictConfig) -> None:
+    """Refuse an input size the configured network cannot take (a ViT's input must be a whole number of
+    patches), for any task, before anything is built or read."""
+    model = OmegaConf.to_container(cfg.task, resolve=True).get("model") or {}
+    backbone = OmegaConf.to_container(cfg.backbone, resolve=True)
+    image_size = OmegaConf.select(cfg, "data.image_size", default=None)
+    image_size = OmegaConf.to_container(image_size) if OmegaConf.is_config(image_size) else image_size
+    task_network(task_class(cfg).kind).check_input(backbone, model, image_size)
 
 
 def build_datamodule(cfg: DictConfig) -> BaseDataModule:
@@ -92,61 +110,112 @@ def check_launcher(num_nodes: int) -> None:
         )
 
 
-def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None, **overrides: Any) -> pl.Trainer:
-    """The Lightning Trainer of ``cfg.trainer`` with the configured loggers, and the configured callbacks
-    unless `callbacks` are given."""
+def build_trainer(
+    cfg: DictConfig,
+    callbacks: list[pl.Callback] | None = None,
+    extra_callbacks: Sequence[pl.Callback] = (),
+    **overrides: Any,
+) -> pl.Trainer:
+    """The Lightning Trainer of ``cfg.trainer`` (with `overrides` of its arguments) with the configured loggers,
+    `extra_callbacks` and then the configured callbacks (or `callbacks`: Lightning runs callbacks in this order,
+    checkpoint writers last), writing every checkpoint through :class:`AtomicCheckpointIO`."""
     loggers = [instantiate_at(f"logger.{k}", c) for k, c in (cfg.get("logger") or {}).items() if c is not None]
     if callbacks is None:
         configured = (cfg.get("callbacks") or {}).items()
         callbacks = [instantiate_at(f"callbacks.{k}", c) for k, c in configured if c is not None]
     check_launcher(int(cfg.trainer.get("num_nodes") or 1))
-    overrides.setdefault("plugins", [AtomicCheckpointIO()])  # whole checkpoint files, or none
-    return instantiate_at("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
+    return instantiate_at(
+        "trainer",
+        cfg.trainer,
+        callbacks=[*extra_callbacks, *callbacks],
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],  # whole checkpoint files, or none
+        **overrides,
+    )
 
 
-def fit_batch_to_world(datamodule: BaseDataModule, trainer: pl.Trainer) -> None:
-    """Derive the data's per-device batch from ``data.global_batch_size`` (when set) for the world the trainer
-    runs in: its devices x nodes and its gradient accumulation."""
-    if datamodule.global_batch_size is not None:
-        if datamodule.batch_size == "auto":
+def build_network(cfg: DictConfig, datamodule: BaseDataModule, load_weights: bool = True) -> nn.Module:
+    """The network of ``cfg.backbone`` and ``cfg.task.model`` for the classes and input size of `datamodule`;
+    without `load_weights` no pretrained or initial weights are read (for loading trained ones into)."""
+    return build_task_network(
+        task_class(cfg).kind,
+        OmegaConf.to_container(cfg.backbone, resolve=True),
+        OmegaConf.to_container(cfg.task, resolve=True).get("model") or {},
+        datamodule.num_classes,
+        getattr(datamodule, "image_size", None),
+        load_weights,
+    )
+
+
+def settle_batch_size(
+    datamodule: BaseDataModule,
+    trainer: pl.Trainer,
+    recorded: int | None,
+    search: Callable[[], int] | None,
+    recorded_where: str,
+) -> int:
+    """The per-device batch of the run: ``data.batch_size``; or ``data.global_batch_size`` over the trainer's
+    devices x nodes x accumulation steps; or for ``data.batch_size=auto`` the batch `recorded` in the
+    checkpoint the run continues or evaluates, else the one `search` finds (None: a CvkitError naming
+    `recorded_where`, which records none)."""
+    setting, global_batch = datamodule.batch_size, datamodule.global_batch_size
+    if global_batch is not None:
+        if setting == "auto":
             raise CvkitError(
-                f"data.batch_size=auto and data.global_batch_size={datamodule.global_batch_size} both set the "
-                "batch: give one of them"
+                f"data.batch_size=auto and data.global_batch_size={global_batch} both set the batch: give one of them"
             )
-        world, accumulation = trainer.world_size, trainer.accumulate_grad_batches
-        datamodule.batch_size = per_device_batch_size(datamodule.global_batch_size, world, accumulation)
+        return per_device_batch_size(global_batch, trainer.world_size, trainer.accumulate_grad_batches)
+    if setting != "auto":
+        return setting
+    if recorded:
+        return recorded
+    if search is None:
+        raise CvkitError(f"data.batch_size=auto: {recorded_where} records no batch size; give data.batch_size=N")
+    return search()
 
 
-def search_batch_size(cfg: DictConfig, task: BaseTask, datamodule: BaseDataModule, trainer: pl.Trainer) -> int:
-    """The per-device batch of ``data.batch_size=auto`` on this rank's device (:mod:`cvkit.batch_search`)."""
-    from cvkit.batch_search import find_batch_size
-
-    settings = OmegaConf.to_container(cfg.batch_search, resolve=True)
-    device = trainer.strategy.root_device
-    optimizer = str(cfg.optimizer._target_).rsplit(".", 1)[-1]
-    return find_batch_size(task, datamodule, device, settings, optimizer, trainer.precision_plugin.forward_context)
-
-
-def settle_batch(
-    cfg: DictConfig, datamodule: BaseDataModule, task: BaseTask, trainer: pl.Trainer, batch_size: int
-) -> TrainingPlan:
-    """Train on `batch_size` images per device: the data's batch, and the task's plan (LR, schedule) for it."""
-    datamodule.batch_size = batch_size
-    plan = build_training_plan(cfg, datamodule, trainer)
-    task.use_plan(plan)
-    return plan
-
-
-def build_training_plan(cfg: DictConfig, datamodule: BaseDataModule, trainer: pl.Trainer) -> TrainingPlan:
-    """The run's optimizer, effective LR, schedule and steps per epoch (:func:`cvkit.optim.plan_training`) for its
-    data, at the per-device batch :func:`fit_batch_to_world` set, and its trainer's world."""
+def build_training_plan(cfg: DictConfig, trainer: pl.Trainer, per_device_batch_size: int) -> TrainingPlan:
+    """The run's optimizer, effective LR and schedule (:func:`cvkit.optim.plan_training`) for `per_device_batch_size`
+    images on each of the trainer's devices."""
     return plan_training(
         OmegaConf.to_container(cfg.optimizer, resolve=True),
         OmegaConf.to_container(cfg.scheduler, resolve=True),
-        train_samples=datamodule.split_sizes()["train"],
-        per_device_batch_size=datamodule.batch_size,
+        per_device_batch_size=per_device_batch_size,
         world_size=trainer.world_size,
         accumulate_grad_batches=trainer.accumulate_grad_batches,
         max_epochs=trainer.max_epochs,
-        limit_train_batches=trainer.limit_train_batches,
+    )
+
+
+def build_task(
+    cfg: DictConfig,
+    datamodule: BaseDataModule,
+    network: nn.Module,
+    plan: TrainingPlan | None,
+    overrides: Sequence[str] = (),
+) -> BaseTask:
+    """The task of ``cfg.task`` around `network` for the classes of `datamodule`: its own options
+    (``own_arguments``), the training `plan` (None: evaluation), and the run record of `cfg`, `plan` and the
+    command-line `overrides` that its checkpoints will carry."""
+    task = task_class(cfg)
+    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    record = RunRecord(
+        task=task.kind,
+        class_names=list(datamodule.class_names),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        overrides=list(overrides),
+        lr_plan=plan.lr.as_dict() if plan else {},
+        image_size=getattr(datamodule, "image_size", None),
+        mean=getattr(datamodule, "mean", None),
+        std=getattr(datamodule, "std", None),
+    )
+    options = {key: value for key, value in task_cfg.items() if key not in ASSEMBLY_KEYS}
+    return task(
+        **task.own_arguments(options, datamodule),
+        model=network,
+        class_names=datamodule.class_names,
+        plan=plan,
+        record=record,
+        channels_last=cfg.channels_last,
+        nonfinite_loss=OmegaConf.to_container(cfg.nonfinite_loss) if cfg.nonfinite_loss is not None else None,
     )

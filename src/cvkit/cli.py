@@ -1,6 +1,5 @@
-"""Entry points: ``cvkit-train``, ``cvkit-eval``, ``cvkit-predict`` and ``cvkit-export`` (Hydra apps over
-the configs in cvkit.configs). The ``*_main`` functions exit by ``SystemExit``, as Hydra apps do; the
-``*_command`` ones, which the console scripts run, end the process without the interpreter's teardown."""
+"""Entry points: ``cvkit-train``, ``cvkit-eval``, ``cvkit-predict`` and ``cvkit-export`` (Hydra apps over the
+configs in cvkit.configs). Each reports cvkit's user-facing errors as one line with their exit status."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import hydra
 from omegaconf import DictConfig
@@ -17,8 +16,9 @@ from omegaconf.errors import MissingMandatoryValue
 from cvkit.config import check_config_dirs, merge_overrides, validate
 from cvkit.distributed import job_scope, rank_overrides, use_job_command_for_ddp_children
 from cvkit.errors import CvkitError
-from cvkit.process_exit import ends_process
-from hydra_plugins.cvkit_optuna_sweeper import optuna_sweeper  # noqa: F401  (registers hydra/sweeper=optuna)
+
+if TYPE_CHECKING:
+    from cvkit.checkpoints import SavedRun
 
 log = logging.getLogger("cvkit")
 CONFIG_PATH = "pkg://cvkit.configs"
@@ -52,21 +52,12 @@ def _train(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.task.monitor)
 
 
-@_reporting_errors
-def _evaluate(cfg: DictConfig) -> None:
-    from cvkit.evaluate import evaluate
-
-    evaluate(cfg)
-
-
-@_reporting_errors
 def _predict(cfg: DictConfig) -> None:
     from cvkit.predict import predict
 
     predict(cfg)
 
 
-@_reporting_errors
 def _export(cfg: DictConfig) -> None:
     from cvkit.export import export
 
@@ -81,8 +72,12 @@ def _check_arguments() -> None:
         check_config_dirs(sys.argv[1:])
         sys.argv = [sys.argv[0], *map(_checkpoint_file_argument, sys.argv[1:])]
     except CvkitError as err:
-        print(f"cvkit: {err}", file=sys.stderr)
-        sys.exit(2)
+        _refuse(err)
+
+
+def _refuse(err: CvkitError) -> NoReturn:
+    print(f"cvkit: {err}", file=sys.stderr)
+    sys.exit(err.exit_code)
 
 
 def _checkpoint_file_argument(argument: str) -> str:
@@ -95,47 +90,58 @@ def _checkpoint_file_argument(argument: str) -> str:
     return f"ckpt_path={checkpoint_in(value)}"
 
 
+def _use_optuna_sweeper() -> None:
+    """Register ``hydra/sweeper=optuna`` with Hydra (an editable install hides the plugin from Hydra's search)."""
+    from hydra_plugins.cvkit_optuna_sweeper import optuna_sweeper  # noqa: F401
+
+
 def train_main() -> None:
     _check_arguments()
+    _use_optuna_sweeper()
     sys.argv = rank_overrides(sys.argv)
     hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")(_train)()
 
 
-def _recorded_overrides(argv: list[str]) -> list[str]:
-    """The training overrides recorded in the checkpoint named by ``ckpt_path=`` in `argv`."""
-    from cvkit.checkpoints import RunRecord, load_checkpoint
+def _read_checkpoint(argv: list[str]) -> SavedRun:
+    """The checkpoint named by the last ``ckpt_path=`` of `argv`, read once; one line and exit 2 without one."""
+    from cvkit.checkpoints import SavedRun
 
     paths = [arg.split("=", 1)[1] for arg in argv if arg.startswith("ckpt_path=")]
-    if not paths:
-        return []
     try:
-        record = RunRecord.in_checkpoint(load_checkpoint(paths[-1], "ckpt_path"))
-        return list(record.overrides) if record else []
+        if not paths or not paths[-1]:
+            raise CvkitError(
+                "ckpt_path is not set: give the checkpoint to evaluate, e.g. cvkit-eval "
+                "ckpt_path=outputs/run/checkpoints/last.ckpt (or a run dir: its newest checkpoint)"
+            )
+        return SavedRun.read(paths[-1], "ckpt_path")
     except CvkitError as err:
-        print(f"cvkit: {err}", file=sys.stderr)
-        sys.exit(2)
+        _refuse(err)
 
 
 def eval_main() -> None:
-    """Re-compose the checkpoint's training config, with the given overrides applied on top."""
+    """Read the checkpoint once; re-compose its training config (train.yaml and the run's overrides), with the
+    given overrides applied on top; evaluate it."""
     _check_arguments()
     given = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-")]
     flags = [arg for arg in sys.argv[1:] if arg not in given]  # Hydra's own flags, with their values
-    sys.argv = [sys.argv[0], *flags, *merge_overrides(_recorded_overrides(given), given)]
-    hydra.main(config_path=CONFIG_PATH, config_name="eval", version_base="1.3")(_evaluate)()
+    saved = _read_checkpoint(given)
+    recorded = list(saved.record.overrides) if saved.record else []
+    sys.argv = [sys.argv[0], *flags, *merge_overrides(recorded, given)]
+
+    @_reporting_errors
+    def evaluate_saved(cfg: DictConfig) -> None:
+        from cvkit.evaluate import evaluate
+
+        evaluate(cfg, saved)
+
+    hydra.main(config_path=CONFIG_PATH, config_name="eval", version_base="1.3")(evaluate_saved)()
 
 
 def predict_main() -> None:
     _check_arguments()
-    hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")(_predict)()
+    hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")(_reporting_errors(_predict))()
 
 
 def export_main() -> None:
     _check_arguments()
-    hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")(_export)()
-
-
-train_command = ends_process(train_main)
-eval_command = ends_process(eval_main)
-predict_command = ends_process(predict_main)
-export_command = ends_process(export_main)
+    hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")(_reporting_errors(_export))()

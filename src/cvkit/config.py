@@ -26,6 +26,26 @@ TYPED_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
+# Keys that hold a list, and an example of one: a single value given on the command line (data.mean=0.5)
+# would otherwise fail deep inside a library without naming the key.
+LIST_KEYS: dict[str, str] = {
+    "data.mean": "data.mean=[0.485,0.456,0.406]",
+    "data.std": "data.std=[0.229,0.224,0.225]",
+    "data.class_names": "data.class_names=[cat,dog]",
+    "data.train_transforms": "data.train_transforms=[] (or a list in a config file)",
+    "data.eval_transforms": "data.eval_transforms=[]",
+    "task.model.image_mean": "task.model.image_mean=[0.485,0.456,0.406]",
+    "task.model.image_std": "task.model.image_std=[0.229,0.224,0.225]",
+    "task.model.aspect_ratios": "task.model.aspect_ratios=[0.5,1.0,2.0]",
+    "task.model.decoder_widths": "task.model.decoder_widths=[256,128,64,32,16]",
+    "optimizer.betas": "optimizer.betas=[0.9,0.999]",
+    "scheduler.milestones": "scheduler.milestones=[30,60,80]",
+    "splits": "splits=[val,test]",
+}
+# Those of them that hold one number per colour channel.
+PER_CHANNEL_KEYS = ("data.mean", "data.std", "task.model.image_mean", "task.model.image_std")
+
+
 # Typed keys whose value must also be above zero.
 POSITIVE_KEYS = (
     "trainer.max_epochs",
@@ -52,7 +72,22 @@ def validate(cfg: DictConfig) -> None:
             raise CvkitError(f"{key}={value!r} is not valid: it must be {example}")
         if key in POSITIVE_KEYS and value != "auto" and value <= 0:
             raise CvkitError(f"{key}={value!r} is not valid: it must be above 0, e.g. {example.split('e.g. ')[-1]}")
+    check_lists(cfg)
     check_checkpointing(cfg)
+
+
+def check_lists(cfg: DictConfig) -> None:
+    """Fail with the key and an example when a key of :data:`LIST_KEYS` holds something else than a list (or
+    a per-channel key not three numbers)."""
+    for key, example in LIST_KEYS.items():
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value is None:
+            continue
+        if not isinstance(value, ListConfig):
+            raise CvkitError(f"{key}={value!r} is not valid: it must be a list, e.g. {example}")
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        if key in PER_CHANNEL_KEYS and (len(value) != 3 or not numbers):
+            raise CvkitError(f"{key}={list(value)} is not valid: it must be 3 numbers (R, G, B), e.g. {example}")
 
 
 def check_checkpointing(cfg: DictConfig) -> None:

@@ -1,4 +1,7 @@
-"""evaluate(cfg): a checkpoint's metrics on the val (and test) split, printed and written as metrics.json."""
+"""evaluate(cfg): a checkpoint's metrics on the val (and test) split, printed and written as metrics.json.
+
+The network is rebuilt without its initial weights (no pretrained file, no hub: the checkpoint's replace them
+all) and given the checkpoint's, read once."""
 
 from __future__ import annotations
 
@@ -7,38 +10,52 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from cvkit.builders import build_datamodule, build_trainer, fit_batch_to_world, task_class
+from cvkit.builders import (
+    build_datamodule,
+    build_network,
+    build_task,
+    build_trainer,
+    check_network_input,
+    settle_batch_size,
+    task_class,
+)
 from cvkit.callbacks import ExitOnSignal, progress_bar
-from cvkit.checkpoints import RunRecord, load_checkpoint
+from cvkit.checkpoints import SavedRun
 from cvkit.config import validate
 from cvkit.errors import CvkitError
 from cvkit.summary import scalar_metrics, write_report
 
 
-def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Run validation and test (where present) of ``cfg.ckpt_path`` on ``cfg.data``."""
+def evaluate(cfg: DictConfig, saved: SavedRun | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """Run validation and test (where present) of the checkpoint ``cfg.ckpt_path`` (`saved`: that file, already
+    read) on ``cfg.data``."""
     validate(cfg)
+    check_network_input(cfg)
+    saved = saved or SavedRun.read(cfg.ckpt_path, "ckpt_path")
     run_dir = Path(cfg.paths.output_dir)
-    record = RunRecord.in_checkpoint(load_checkpoint(cfg.ckpt_path, "ckpt_path"))
+    record = saved.record
     if record is not None:
         record.check_task(task_class(cfg).kind, "ckpt_path", cfg.ckpt_path)
     datamodule = build_datamodule(cfg)
     if record is not None:
         record.check_classes(datamodule.class_names, datamodule.describe())
     trainer = build_trainer(cfg, callbacks=[progress_bar(), ExitOnSignal()])
-    fit_batch_to_world(datamodule, trainer)
-    if datamodule.batch_size == "auto":  # evaluate with the batch the training run's search found
-        found = record.lr_plan.get("per_device_batch_size") if record else None
-        if not found:
-            raise CvkitError(f"data.batch_size=auto: {cfg.ckpt_path} records no batch size; give data.batch_size=N")
-        datamodule.batch_size = found
-    task = task_class(cfg).from_config(cfg, datamodule)
+    datamodule.batch_size = settle_batch_size(datamodule, trainer, saved.per_device_batch_size, None, str(saved.path))
+    task = build_task(cfg, datamodule, build_network(cfg, datamodule, load_weights=False), plan=None)
+    try:
+        task.load_state_dict(saved.content["state_dict"])
+    except RuntimeError as err:  # missing, unexpected or differently shaped tensors
+        raise CvkitError(
+            f"ckpt_path: {saved.path} does not hold the weights of the network this config builds "
+            f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err})"
+        ) from err
+    del saved
     metrics: dict[str, float] = {}
     for split in cfg.splits:
         if not datamodule.has_split(split):
             continue
         run = trainer.validate if split == "val" else trainer.test
-        run(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, verbose=False)
+        run(task, datamodule=datamodule, verbose=False)
         metrics.update(scalar_metrics(trainer.callback_metrics))
     report = {"metrics": metrics, "checkpoint": str(cfg.ckpt_path), **task.report()}
     if trainer.is_global_zero:

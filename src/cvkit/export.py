@@ -26,8 +26,8 @@ from cvkit.inference.export import (
     run_reference,
 )
 from cvkit.inference.inputs import find_images
+from cvkit.inference.kinds import inference_kind
 from cvkit.inference.loading import load
-from cvkit.task_kinds import task_kind
 
 
 def check_images(cfg: DictConfig, predictor: Predictor) -> list[torch.Tensor]:
@@ -65,7 +65,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     """Export ``cfg.ckpt_path`` in ``cfg.format`` to ``cfg.output``; run the export next to the PyTorch
     network on real images and keep it only when their largest absolute difference is within tolerance."""
     predictor = load(cfg.ckpt_path, device="cpu")
-    form = task_kind(predictor.kind).export
+    form = inference_kind(predictor.kind).export
     check_supported(form, str(cfg.format))
     output = Path(cfg.output or Path(cfg.ckpt_path).with_suffix(SUFFIXES[cfg.format])).expanduser()
     images = check_images(cfg, predictor)

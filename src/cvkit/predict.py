@@ -13,8 +13,8 @@ from tqdm import tqdm
 from cvkit.console import print_table
 from cvkit.errors import CvkitError
 from cvkit.inference.inputs import PreparedImages, find_images
+from cvkit.inference.kinds import inference_kind
 from cvkit.inference.loading import load
-from cvkit.task_kinds import task_kind
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     predictor = load(cfg.ckpt_path, str(cfg.device), top_k=int(cfg.top_k), score_thresh=float(cfg.score_thresh))
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
-    writer = task_kind(predictor.kind).writer(output, predictor.class_names, bool(cfg.draw))
+    writer = inference_kind(predictor.kind).writer(output, predictor.class_names, bool(cfg.draw))
     print_table(
         "cvkit predict",
         {

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig
 
 from cvkit.console import image_count_rows, print_image_counts, print_per_class, print_table, write_json
 from cvkit.data.base import BaseDataModule
@@ -21,12 +22,18 @@ if TYPE_CHECKING:  # for type hints only: the tasks do not depend on this module
 
 
 def run_summary(
-    backbone: str, datamodule: BaseDataModule, task: BaseTask, plan: TrainingPlan, trainer: pl.Trainer, run_dir: Path
+    cfg: DictConfig,
+    datamodule: BaseDataModule,
+    task: BaseTask,
+    plan: TrainingPlan,
+    trainer: pl.Trainer,
+    resumed_from: str | None,
 ) -> dict[str, Any]:
     """The facts of a run as one flat dict (printed at start, written as summary.json)."""
+    searched = cfg.data.batch_size == "auto" and cfg.data.get("global_batch_size") is None
     return {
         "task": task.kind,
-        "backbone": backbone,
+        "backbone": cfg.backbone.name,
         "parameters": f"{count_parameters(task.model) / 1e6:.2f} M",
         "data": datamodule.describe(),
         "classes": datamodule.num_classes,
@@ -37,16 +44,15 @@ def run_summary(
         "scheduler": plan.schedule.name,
         "warmup_epochs": plan.schedule.warmup_epochs,
         "max_epochs": trainer.max_epochs,
-        "steps_per_epoch": plan.steps_per_epoch,
-        "warmup_steps": plan.warmup_steps,
-        "total_steps": plan.total_steps,
         "accelerator": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
         "devices": trainer.num_devices,
         "num_nodes": trainer.num_nodes,
         "precision": str(trainer.precision),
         "channels_last": task.channels_last_under(trainer),
         "torch": torch.__version__,
-        "output_dir": str(run_dir),
+        "output_dir": str(cfg.paths.output_dir),
+        **({"batch_size": f"auto: {plan.lr.per_device_batch_size} per device"} if searched else {}),
+        "resumed_from": resumed_from,
     }
 
 

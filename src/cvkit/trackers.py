@@ -14,8 +14,7 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-# The checkpoint key holding {"mlflow": run id, "wandb": run id} of the run that wrote it.
-TRACKER_RUNS_KEY = "cvkit_tracker_runs"
+from cvkit.checkpoints import save_tracker_runs
 
 
 def _mlflow_start(logger: Any, config: dict, summary: dict) -> None:
@@ -67,10 +66,9 @@ def tracker_run_ids(trainer: pl.Trainer) -> dict[str, str]:
     return {name: str(run_id) for name, run_id in ids.items() if run_id}
 
 
-def continue_tracker_runs(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> None:
-    """Point the configured trackers at the runs recorded in `checkpoint` (a resume), unless the config names
-    a run itself."""
-    recorded = checkpoint.get(TRACKER_RUNS_KEY) or {}
+def continue_tracker_runs(cfg: DictConfig, recorded: Mapping[str, str]) -> None:
+    """Point the configured trackers at the runs `recorded` in the checkpoint a run resumes from (``{"mlflow":
+    run id, ...}``), unless the config names a run itself."""
     run_keys = {tracker.name: tracker.run_key for tracker in TRACKERS.values()}
     with open_dict(cfg):
         for name, run_id in recorded.items():
@@ -83,7 +81,7 @@ class TrackerRuns(pl.Callback):
     """Write the trackers' run ids into every checkpoint (see :func:`continue_tracker_runs`)."""
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        checkpoint[TRACKER_RUNS_KEY] = tracker_run_ids(trainer)
+        save_tracker_runs(checkpoint, tracker_run_ids(trainer))
 
 
 def log_run_start(trainer: pl.Trainer, cfg: DictConfig, summary: Mapping[str, Any], resumed: bool) -> None:

@@ -1,31 +1,39 @@
-"""train(cfg): build everything from the config, fit, test, and write the run's summaries."""
+"""train(cfg): build the run from the config, each object once and complete, fit, test, and report.
+
+In order: check the config; take the run dir's lock; find the checkpoint a resumed run continues; the
+trainer; the data; the network; the per-device batch (given, fitted to the world, resumed, or searched and
+agreed over the ranks); the plan (LR and schedule) for it; the task with that plan; the summary, printed and
+written once; then fit and test. Nothing called from inside ``fit`` reaches back here.
+"""
 
 from __future__ import annotations
 
 import logging
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from cvkit.batch_search import search_batch_size
 from cvkit.builders import (
     build_datamodule,
+    build_network,
+    build_task,
     build_trainer,
-    fit_batch_to_world,
-    search_batch_size,
-    settle_batch,
-    task_class,
+    build_training_plan,
+    check_network_input,
+    settle_batch_size,
 )
-from cvkit.callbacks.batch_size import SmallestBatchOfRanks
 from cvkit.callbacks.pruning import TrialPruning, in_sweep_trial
-from cvkit.checkpoints import RunRecord, init_weights, resolve_resume, run_checkpoints
+from cvkit.checkpoints import init_weights, resume_point, run_checkpoints
 from cvkit.config import validate
 from cvkit.console import print_table, write_json
-from cvkit.distributed import stop_other_ranks
+from cvkit.data.loaders import RecordTrainPosition
+from cvkit.distributed import is_first_process, stop_other_ranks
 from cvkit.errors import Interrupted, TrainingFailed
+from cvkit.run_lock import run_dir_lock
 from cvkit.summary import run_summary, scalar_metrics, write_report
 from cvkit.trackers import TrackerRuns, continue_tracker_runs, log_run_end, log_run_start
 
@@ -37,42 +45,51 @@ def recorded_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def recorded_batch_size(checkpoint: dict[str, Any] | None) -> int | None:
-    """The per-device batch of the run `checkpoint` continues (None for a new run), so that a resumed
-    ``data.batch_size=auto`` run goes on with the batch its search found, on the same schedule."""
-    record = RunRecord.in_checkpoint(checkpoint) if checkpoint else None
-    return record.lr_plan.get("per_device_batch_size") if record else None
-
-
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train (and test) as ``cfg`` says. Returns ``(metrics, objects)``; metrics are also written to
     ``metrics.json`` and the start-of-run facts to ``summary.json`` in ``cfg.paths.output_dir``."""
     validate(cfg)
+    check_network_input(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    pl.seed_everything(cfg.seed, workers=True)
-    resume_from, resumed = resolve_resume(cfg.ckpt_path, bool(cfg.resume), run_dir)
-    if resumed:
-        continue_tracker_runs(cfg, resumed)
-    resumed_batch_size = recorded_batch_size(resumed)
-    del resumed  # Lightning loads the file itself to restore it: not held in memory through the run
+    if not is_first_process():  # ranks > 0 share rank 0's run dir, whose lock rank 0 holds
+        return run(cfg, run_dir)
+    with run_dir_lock(run_dir):
+        return run(cfg, run_dir)
 
+
+def run(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, float], dict[str, Any]]:
+    """:func:`train`'s work, in the run dir."""
+    pl.seed_everything(cfg.seed, workers=True)
+    resumed = resume_point(cfg.ckpt_path, bool(cfg.resume), run_dir)
+    if resumed:
+        continue_tracker_runs(cfg, resumed.tracker_runs)
+    pruning = [TrialPruning(cfg.task.monitor)] if in_sweep_trial() else []
+    trainer = build_trainer(cfg, extra_callbacks=[TrackerRuns(), RecordTrainPosition(), *pruning])
     datamodule = build_datamodule(cfg)
-    trainer = build_trainer(cfg)
-    trainer.callbacks.append(TrackerRuns())
-    if in_sweep_trial():
-        trainer.callbacks.append(TrialPruning(cfg.task.monitor))
-    fit_batch_to_world(datamodule, trainer)
-    task = task_class(cfg).from_config(cfg, datamodule, None, recorded_overrides())
+    network = build_network(cfg, datamodule)
     if cfg.init_from:
-        init_weights(task.model, cfg.init_from)
-    if datamodule.batch_size == "auto":
-        datamodule.batch_size = resumed_batch_size or search_batch_size(cfg, task, datamodule, trainer)
-        trainer.callbacks.append(
-            SmallestBatchOfRanks(partial(start, cfg, datamodule, task, trainer, resumed_from=resume_from))
-        )
+        init_weights(network, cfg.init_from)
+
+    def search() -> int:
+        settings = OmegaConf.to_container(cfg.batch_search, resolve=True)
+        probe = build_task(cfg, datamodule, network, plan=None)  # the network with the task's training loss
+        return search_batch_size(probe, datamodule, trainer, settings, str(cfg.optimizer._target_).rsplit(".")[-1])
+
+    recorded_batch = resumed.per_device_batch_size if resumed else None
+    batch_size = settle_batch_size(datamodule, trainer, recorded_batch, search, "the resumed checkpoint")
+    datamodule.batch_size = batch_size
+    plan = build_training_plan(cfg, trainer, batch_size)
+    task = build_task(cfg, datamodule, network, plan, recorded_overrides())
     if cfg.compile:
         task.model.compile()
-    start(cfg, datamodule, task, trainer, datamodule.batch_size, resume_from)
+    resume_from = str(resumed.path) if resumed else None
+    del resumed  # Lightning loads the file itself to restore it: not held in memory through the run
+    if trainer.is_global_zero:
+        summary = run_summary(cfg, datamodule, task, plan, trainer, resume_from)
+        log.info(plan.lr.formula())
+        print_table("cvkit run", summary)
+        write_json(run_dir / "summary.json", summary)
+        log_run_start(trainer, cfg, summary, resumed=resume_from is not None)
 
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
@@ -90,24 +107,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         write_report(run_dir, report, task, "cvkit results", {**metrics, "best checkpoint": best_path or "-"})
         log_run_end(trainer, report)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "task": task, "trainer": trainer, "report": report}
-
-
-def start(
-    cfg: DictConfig, datamodule: Any, task: Any, trainer: pl.Trainer, batch_size: int, resumed_from: str | None
-) -> None:
-    """Settle the per-device batch (the data's, and the task's plan for it), then print the run's summary
-    and write summary.json."""
-    plan = settle_batch(cfg, datamodule, task, trainer, batch_size)
-    run_dir = Path(cfg.paths.output_dir)
-    summary = run_summary(cfg.backbone.name, datamodule, task, plan, trainer, run_dir)
-    if cfg.data.batch_size == "auto":
-        summary["batch_size"] = f"auto: {batch_size} per device"
-    summary["resumed_from"] = resumed_from
-    if trainer.is_global_zero:
-        log.info(plan.lr.formula())
-        print_table("cvkit run", summary)
-        write_json(run_dir / "summary.json", summary)
-        log_run_start(trainer, cfg, summary, resumed=resumed_from is not None)
 
 
 def stopped(err: TrainingFailed | Interrupted, trainer: pl.Trainer, run_dir: Path) -> None:

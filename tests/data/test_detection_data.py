@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cvkit.builders import fit_batch_to_world
+from cvkit.builders import settle_batch_size
 from cvkit.data import CocoDetectionDataModule, VOCDetectionDataModule
 from cvkit.data.detection.check import check_dataset
 from cvkit.errors import CvkitError
@@ -337,8 +337,7 @@ def test_evaluation_transforms_must_keep_the_image_size(bccd_voc: Path, tmp_path
 
 def test_global_batch_size_sets_the_per_device_batch(bccd_voc: Path, tmp_path: Path) -> None:
     module = voc(small_voc(bccd_voc, tmp_path), global_batch_size=16)
-    fit_batch_to_world(module, SimpleNamespace(world_size=2, accumulate_grad_batches=2))
-    assert module.batch_size == 4
+    assert settle_batch_size(module, SimpleNamespace(world_size=2, accumulate_grad_batches=2), None, None, "") == 4
     with pytest.raises(CvkitError, match="data.min_box_visibility must be between 0 and 1"):
         voc(bccd_voc, min_box_visibility=1.5)
 

@@ -28,13 +28,19 @@ def cli_env(gpu: bool = False) -> dict[str, str]:
 
 
 def run_cli(
-    name: str, *args: str, cwd: Path | None = None, timeout: float = 1200, gpu: bool = False
+    name: str,
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 1200,
+    gpu: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run a cvkit console script (on the CPU unless `gpu`) and capture its output (stdout and stderr together)."""
+    """Run a cvkit console script (on the CPU unless `gpu`; in `env` instead of :func:`cli_env` when given) and
+    capture its output (stdout and stderr together)."""
     return subprocess.run(
         [console_script(name), *args],
         cwd=cwd or REPO,
-        env=cli_env(gpu),
+        env=env or cli_env(gpu),
         timeout=timeout,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -29,8 +29,12 @@ def test_poly_decay() -> None:
     assert schedule.factor(2.0) == pytest.approx(0.25)
 
 
-def test_per_step_uses_fractional_epochs() -> None:
-    step_factor = Schedule("constant", total_epochs=4, warmup_epochs=1, warmup_start_factor=0.0).per_step(10)
+def test_steps_count_in_fractional_epochs() -> None:
+    schedule = Schedule("constant", total_epochs=4, warmup_epochs=1, warmup_start_factor=0.0)
+
+    def step_factor(step: int) -> float:  # as the task's LambdaLR asks it, at 10 steps an epoch
+        return schedule.factor(step / 10)
+
     assert [step_factor(s) for s in (0, 5, 10)] == pytest.approx([0.0, 0.5, 1.0])
 
 

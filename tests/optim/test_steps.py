@@ -1,18 +1,10 @@
 import pytest
 import torch
 
-from cvkit.batching import optimizer_steps_per_epoch, per_device_batch_size
+from cvkit.batching import per_device_batch_size
 from cvkit.errors import CvkitError
 from cvkit.models import build_classifier
 from cvkit.optim.param_groups import parameter_groups
-
-
-def test_steps_per_epoch_follow_sharding_dropping_and_accumulation() -> None:
-    assert optimizer_steps_per_epoch(10_000, 64, 4, 2) == 20  # ceil(10000/4)=2500 -> 39 batches -> 20 steps
-    assert optimizer_steps_per_epoch(1437, 64, 1, 1) == 22
-    assert optimizer_steps_per_epoch(1437, 64, 1, 1, limit_train_batches=5) == 5
-    assert optimizer_steps_per_epoch(1437, 64, 1, 1, limit_train_batches=0.5) == 11
-    assert optimizer_steps_per_epoch(30, 64, 1, 1) == 1  # smaller than a batch: one partial batch
 
 
 def test_global_batch_is_split_over_devices_and_accumulation() -> None:

@@ -8,10 +8,11 @@ import pytest
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from cvkit.builders import build_datamodule, build_trainer, build_training_plan, task_class
+from cvkit.builders import build_datamodule
 from cvkit.errors import CvkitError
 from cvkit.tasks.class_weights import class_weights_from
 from tests.helpers.configs import compose_train
+from tests.helpers.tasks import configured_task
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,7 @@ def test_balanced_equals_scikit_learn_on_the_train_labels(cells) -> None:
 
 
 def test_the_task_gets_the_balanced_weights_of_the_train_split(cells_cfg, cells) -> None:
-    plan = build_training_plan(cells_cfg, cells, build_trainer(cells_cfg, callbacks=[]))
-    task = task_class(cells_cfg).from_config(cells_cfg, cells, plan)
+    task = configured_task(cells_cfg, cells)
     labels = np.asarray(cells.splits["train"].labels)
     expected = compute_class_weight("balanced", classes=np.arange(cells.num_classes), y=labels)
     assert task.class_weights.tolist() == pytest.approx(expected.tolist(), rel=1e-6)

@@ -2,7 +2,8 @@
 batch) continues its LR schedule at the same position in epochs, at the peak LR of its new global batch.
 
 The task and its optimizer and LambdaLR are cvkit's own (configure_optimizers); the trainer is a stand-in that
-only says how many batches an epoch has. (tests/test_train.py runs the same through real training.)"""
+only says how many optimizer steps the run has (Lightning's estimated_stepping_batches). (tests/test_train.py
+runs the same through real training.)"""
 
 import logging
 import math
@@ -33,7 +34,6 @@ def task_on(devices: int, batches_per_epoch: int) -> tuple[ClassificationTask, t
     optimizer = {"_target_": "torch.optim.SGD", "momentum": 0.9}
     plan = plan_of(
         devices=devices,
-        steps_per_epoch=batches_per_epoch,
         max_epochs=MAX_EPOCHS,
         scheduler=SCHEDULER,
         optimizer=optimizer,
@@ -41,9 +41,10 @@ def task_on(devices: int, batches_per_epoch: int) -> tuple[ClassificationTask, t
     task = ClassificationTask(
         **task_arguments(nn.Linear(4, 3), ["a", "b", "c"], plan), label_smoothing=0.0, class_weights=None
     )
-    trainer = SimpleNamespace(max_epochs=MAX_EPOCHS, num_training_batches=batches_per_epoch, accumulate_grad_batches=1)
+    trainer = SimpleNamespace(max_epochs=MAX_EPOCHS, estimated_stepping_batches=batches_per_epoch * MAX_EPOCHS)
     task.trainer = trainer
     configured = task.configure_optimizers()
+    task.on_train_start()  # where the task takes Lightning's steps an epoch
     trainer.lr_scheduler_configs = [SimpleNamespace(scheduler=configured["lr_scheduler"]["scheduler"])]
     return task, configured["lr_scheduler"]["scheduler"]
 

@@ -11,8 +11,6 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ProgressBar, RichProgressBar
 
-from cvkit.task_kinds import TASK_KINDS
-
 log = logging.getLogger(__name__)
 
 # The long-epoch notice waits for this many training batches, so that the first (slow) steps weigh less.
@@ -111,8 +109,7 @@ class TimedProgress(ProgressBar):
         self._noticed = True
         if epoch_s <= self.long_epoch_s:
             return
-        kind = TASK_KINDS.get(getattr(trainer.lightning_module, "kind", ""))
-        size = kind.input_size if kind else "input size"
+        size = getattr(trainer.lightning_module, "input_size_settings", "input size")
         on_cpu = trainer.strategy.root_device.type == "cpu"
         log.warning(
             f"one training epoch will take about {duration(epoch_s)} ({self.total_train_batches} steps"

@@ -1,4 +1,4 @@
-"""What every data module shares: argument checks, splits, seeded sharded loaders, mid-epoch resume."""
+"""What every data module shares: argument checks, splits, seeded sharded loaders that resume mid-epoch."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cvkit.batching import available_cores, loader_workers
 from cvkit.data.batches import FinishingCollate, finish_batch
+from cvkit.data.loaders import ResumableLoader
 from cvkit.data.samplers import EpochSampler
 from cvkit.data.transforms import normalised
 from cvkit.data.workers import start_worker, stopped_at_exit
@@ -30,11 +31,12 @@ class BaseDataModule(pl.LightningDataModule):
     device, or in the workers for a CPU run, by :meth:`image_finisher`). Splits are loaded once, on the first
     :meth:`setup`; ``train`` and ``val`` are required and non-empty, ``test`` is optional. Every loader
     draws its indices from an :class:`EpochSampler`, so batches and augmentations depend only on (seed,
-    epoch, index), and a run resumed from a mid-epoch checkpoint continues where it stopped.
+    epoch, index), and a run resumed from a mid-epoch checkpoint continues where it stopped
+    (:mod:`cvkit.data.loaders`).
 
-    ``batch_size`` is per device, unless ``global_batch_size`` is given: then the run derives the per-device
-    batch from it once the world size is known (:func:`cvkit.builders.fit_batch_to_world`); ``auto``: the
-    run searches for it before training (:mod:`cvkit.batch_search`).
+    ``batch_size`` is per device: a run sets it once before training, from ``data.batch_size``, from
+    ``global_batch_size`` for the world it runs in, or (``auto``) by a search
+    (:func:`cvkit.builders.settle_batch_size`).
     """
 
     name = "data"
@@ -60,7 +62,6 @@ class BaseDataModule(pl.LightningDataModule):
         self.seed = seed
         self.splits: dict[str, Any] | None = None
         self.class_names: list[str] = []
-        self._resume_position: dict[str, int] | None = None
 
     # What subclasses provide.
     def load_splits(self) -> tuple[dict[str, Any], list[str]]:
@@ -131,21 +132,15 @@ class BaseDataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        """The loader of `split`: shuffled and resumable mid-epoch for training (:mod:`cvkit.data.loaders`)."""
         self._split(split)
         dataset = self.make_dataset(split, train=shuffle)
         rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        sampler = EpochSampler(
-            len(dataset),
-            shuffle=shuffle,
-            seed=self.seed,
-            rank=rank,
-            world_size=world_size,
-            epoch_source=self._epoch_in_progress if self.trainer else None,
-            skip_source=self._samples_done_in_epoch if self.trainer else None,
-        )
+        sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=self.seed, rank=rank, world_size=world_size)
         on_gpu = trains_on_cuda(self.trainer)
         workers = self.loader_workers()
-        loader = DataLoader(
+        loader_class = ResumableLoader if shuffle else DataLoader
+        loader = loader_class(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -165,32 +160,3 @@ class BaseDataModule(pl.LightningDataModule):
         trainer = trainer or self.trainer
         local_devices = trainer.num_devices if trainer is not None else 1
         return loader_workers(self.num_workers, available_cores(), local_devices, trains_on_cuda(trainer))
-
-    # Mid-epoch resume.
-    def _epoch_in_progress(self) -> int:
-        """The epoch the trainer is about to run (as Lightning's own ``set_epoch`` counts, and already
-        right in a resumed run before its loop state is reset)."""
-        return self.trainer.fit_loop.epoch_progress.current.processed
-
-    def state_dict(self) -> dict[str, int]:
-        """Where training stands in its epoch, saved in every checkpoint by Lightning: the epoch, and this
-        rank's samples of the batches it has completed (zero when saved at the end of the epoch)."""
-        if self.trainer is None:
-            return {}
-        batches_done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        if batches_done >= self.trainer.num_training_batches:
-            batches_done = 0
-        return {"epoch": self.trainer.current_epoch, "samples_done": batches_done * self.batch_size}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        self._resume_position = state_dict or None
-
-    def _samples_done_in_epoch(self) -> int:
-        """The samples the first epoch of a resumed run has already trained on: non-zero only when the run
-        resumes from a checkpoint saved in the middle of that epoch (SLURM preemption). Read once: later
-        epochs start from their first sample. (Lightning's own batch counters can't be used: with loader
-        workers, it starts the resumed run's iterator before it restores them.)"""
-        position, self._resume_position = self._resume_position, None
-        if position is None or position["epoch"] != self._epoch_in_progress():
-            return 0
-        return position["samples_done"]

@@ -53,6 +53,12 @@ class Batch(tuple):
         """The batch with its tensors in pinned memory (the loader's ``pin_memory`` would make it a list)."""
         return Batch(apply_to_collection(tuple(self), torch.Tensor, torch.Tensor.pin_memory), self.unreadable)
 
+    def to(self, *args: Any, **kwargs: Any) -> Batch:
+        """The batch with its tensors moved as ``Tensor.to(*args, **kwargs)`` moves them: Lightning moves any
+        object with a ``to`` method this way, so a batch reaches the task's steps still naming its unreadable
+        samples (a plain tuple's copy would lose them)."""
+        return Batch(apply_to_collection(tuple(self), torch.Tensor, lambda t: t.to(*args, **kwargs)), self.unreadable)
+
 
 def read_or_skip(
     read: Callable[[], T], index: int, strict: bool, image_id: int | None = None, what: str = "image"

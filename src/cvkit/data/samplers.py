@@ -1,9 +1,9 @@
-"""The one sampler behind every loader: seeded per epoch, sharded per rank, checkpoint-free."""
+"""The one sampler behind every loader: seeded per epoch, sharded per rank, able to start inside an epoch."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import Sampler
@@ -16,26 +16,14 @@ class EpochSampler(Sampler):
     wrap-around so every rank gets the same number of samples, then strided by rank (as
     ``DistributedSampler`` does). Each index is yielded with a per-sample augmentation seed drawn from
     the same generator, so a resumed run replays exactly the batches and augmentations it would have
-    seen. The epoch is read from `epoch_source` (the trainer's epoch in progress) when iteration starts:
-    Lightning may create a resumed run's first iterator before it calls ``set_epoch``. A run resumed in
-    the middle of an epoch (a preemption checkpoint) skips the samples of the batches that epoch had
-    completed, which `skip_source` counts.
+    seen. :meth:`start_at` makes the next iteration begin further into the epoch (a run resumed from a
+    checkpoint saved in its middle: :mod:`cvkit.data.loaders`).
 
     Not shuffled (evaluation): indices in order, strided by rank, no padding, so every sample is counted
     exactly once across ranks.
     """
 
-    def __init__(
-        self,
-        num_samples: int,
-        *,
-        shuffle: bool,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        epoch_source: Callable[[], int] | None = None,
-        skip_source: Callable[[], int] | None = None,
-    ) -> None:
+    def __init__(self, num_samples: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size}")
         self.num_samples = num_samples
@@ -44,11 +32,14 @@ class EpochSampler(Sampler):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
-        self.epoch_source = epoch_source
-        self.skip_source = skip_source
+        self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def start_at(self, samples: int) -> None:
+        """Leave out the first `samples` of this rank's share in the next iteration only."""
+        self.skip = samples
 
     def __len__(self) -> int:
         if self.shuffle:
@@ -56,14 +47,13 @@ class EpochSampler(Sampler):
         return len(range(self.rank, self.num_samples, self.world_size))
 
     def __iter__(self) -> Iterator[int | tuple[int, int]]:
+        skip, self.skip = self.skip, 0
         if not self.shuffle:
-            return iter(range(self.rank, self.num_samples, self.world_size))
-        epoch = self.epoch_source() if self.epoch_source else self.epoch
-        generator = torch.Generator().manual_seed(self.seed + epoch)
+            return iter(range(self.rank, self.num_samples, self.world_size)[skip:])
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(self.num_samples, generator=generator)
         sample_seeds = torch.randint(0, 2**31 - 1, (self.num_samples,), generator=generator).tolist()
         padded = len(self) * self.world_size
         order = torch.cat([order, order[: padded - self.num_samples]]) if padded > self.num_samples else order
-        skip = self.skip_source() if self.skip_source else 0
         shard = order[self.rank :: self.world_size][skip:].tolist()
         return iter([(index, sample_seeds[index]) for index in shard])

@@ -1,5 +1,5 @@
 """The exported form of each task's network: its input and outputs, the formats it can be written in, and
-how an export is compared with PyTorch. The task table (:mod:`cvkit.task_kinds`) names each task's.
+how an export is compared with PyTorch. :mod:`cvkit.inference.kinds` names each task's.
 
 Classifiers and segmenters take ``images``: float32 [N, 3, H, W], RGB, normalised by the recorded mean and
 std, N free (dynamic); they give ``logits`` ([N, K], or [N, K, H, W]). Detectors (ONNX only) take one

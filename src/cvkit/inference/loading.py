@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from cvkit.checkpoints import RunRecord, load_checkpoint, model_weights
+from cvkit.checkpoints import SavedRun
 from cvkit.errors import CvkitError
-from cvkit.inference.predictor import Predictor, recorded_image_size
-from cvkit.task_kinds import task_kind
+from cvkit.inference.kinds import inference_kind
+from cvkit.inference.predictor import Predictor
+from cvkit.models.networks import trained_network
 
 
 def resolve_device(device: str) -> torch.device:
@@ -27,23 +27,14 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def rebuild_network(record: RunRecord, weights: dict[str, torch.Tensor], where: str) -> nn.Module:
-    """The recorded run's network with its trained `weights`; no pretrained weights are fetched."""
-    config = record.config
-    build = task_kind(record.task, where).build_network
-    model_options = config["task"].get("model") or {}
-    model = build(config["backbone"], model_options, len(record.class_names), recorded_image_size(record), False)
-    model.load_state_dict(weights)
-    return model
-
-
 def load(ckpt_path: str | Path, device: str = "auto", *, top_k: int = 5, score_thresh: float = 0.0) -> Predictor:
     """The :class:`Predictor` of a cvkit checkpoint, on `device` (auto: a GPU when there is one).
     ``top_k``: classes listed per image (classification); ``score_thresh``: the lowest score of a box
     kept (detection; the detector's own ``task.model.score_thresh`` applies first)."""
-    checkpoint = load_checkpoint(ckpt_path, "ckpt_path")
-    record = RunRecord.from_checkpoint(checkpoint, ckpt_path)
+    saved = SavedRun.read(ckpt_path, "ckpt_path")
+    record = saved.require_record("ckpt_path")
     where = f"ckpt_path: {ckpt_path}"
-    network = rebuild_network(record, model_weights(checkpoint), where)
-    predictor = task_kind(record.task, where).predictor
+    predictor = inference_kind(record.task, where).predictor
+    classes = len(record.class_names)
+    network = trained_network(record.task, record.config, classes, record.input_size, saved.model_weights(), where)
     return predictor(network, record, resolve_device(device), top_k=top_k, score_thresh=score_thresh)

@@ -83,7 +83,7 @@ def as_rgb(image: ImageInput) -> np.ndarray:
 class Predictor:
     """A trained network and how to feed it: :meth:`prepare` one image (an HxWx3 uint8 RGB array) into
     its input tensor, :meth:`predict_batch` a list of them into per-image results. Subclasses are per task
-    (the task table, :mod:`cvkit.task_kinds`, names each task's)."""
+    (:mod:`cvkit.inference.kinds` names each task's)."""
 
     def __init__(
         self,
@@ -138,7 +138,7 @@ class Predictor:
     @property
     def image_size(self) -> Any:
         """The network's input size as the run's data config gave it (an int, or [height, width])."""
-        return recorded_image_size(self.record)
+        return self.record.input_size
 
     def describe(self) -> str:
         backbone = self.config.get("backbone", {}).get("name", "?")
@@ -201,8 +201,3 @@ class SegmenterPredictor(Predictor):
             resized = F.interpolate(logits[None].float(), size=tuple(size), mode="bilinear", align_corners=False)
             results.append(SegmentationMask(resized[0].argmax(dim=0).cpu().numpy()))
         return results
-
-
-def recorded_image_size(record: RunRecord) -> Any:
-    """The input size a checkpoint's run trained at (None for detectors, which resize inside)."""
-    return record.image_size if record.image_size is not None else record.config["data"].get("image_size")

@@ -17,7 +17,7 @@ from cvkit.visualize import class_palette, draw_detections, mask_overlay
 
 class PredictionWriter:
     """Collects the results of one prediction run in `output` (one subclass per task, named by the task table
-    :mod:`cvkit.task_kinds`). Of each image :meth:`add` takes its path
+    :mod:`cvkit.inference.kinds`). Of each image :meth:`add` takes its path
     relative to the input folder (`name`, kept as the outputs' relative path), its original (height,
     width), its decoded RGB pixels when drawing (else None) and its result."""
 

@@ -2,13 +2,25 @@
 per task (:mod:`cvkit.models.networks`)."""
 
 from cvkit.models.backbones import FAMILIES, build_classifier, count_parameters
-from cvkit.models.networks import classification_network, detection_network, segmentation_network
+from cvkit.models.networks import (
+    NETWORKS,
+    build_network,
+    classification_network,
+    detection_network,
+    segmentation_network,
+    task_network,
+    trained_network,
+)
 
 __all__ = [
     "FAMILIES",
+    "NETWORKS",
     "build_classifier",
+    "build_network",
     "classification_network",
     "count_parameters",
     "detection_network",
     "segmentation_network",
+    "task_network",
+    "trained_network",
 ]

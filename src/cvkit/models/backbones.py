@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,17 +50,32 @@ def check_name(family: str, name: str) -> Family:
     return spec
 
 
-def check_input_size(name: str, spec: Family, image_size: int, model: nn.Module) -> None:
-    """Reject an input size the family cannot take, with the sizes it can."""
-    if image_size < spec.min_size:
-        raise CvkitError(f"data.image_size={image_size} is too small for {name}: it needs at least {spec.min_size} px")
-    if spec.patch_grid:
-        patch = model.patch_embed.patch_size[0]
-        if image_size % patch:
-            low, high = image_size // patch * patch, math.ceil(image_size / patch) * patch
+def input_stride(family: str, name: str) -> int:
+    """The number an input's height and width must be a multiple of for timm model `name` of `family`: its
+    patch (its patch embedding's whole stride) for a ViT-style family, else 1. Learned from the model built
+    on the meta device: no memory, no weights, a tenth of a second."""
+    spec = check_name(family, name)
+    if not spec.patch_grid:
+        return 1
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False)
+    return int(model.patch_embed.feat_ratio(as_scalar=True))
+
+
+def check_input_sizes(family: str, name: str, sizes: Sequence[int], key: str) -> None:
+    """Refuse input sizes (the settings `key`) that `name` of `family` cannot take, before anything is built:
+    below the family's smallest, or (ViT) not a whole number of patches; the error gives sizes that work."""
+    spec = check_name(family, name)
+    for size in sizes:
+        if size < spec.min_size:
+            raise CvkitError(f"{key}={size} is too small for {name}: it needs at least {spec.min_size} px")
+    stride = input_stride(family, name)
+    for size in sizes:
+        if size % stride:
+            low, high = size // stride * stride, math.ceil(size / stride) * stride
             raise CvkitError(
-                f"data.image_size={image_size} is not a multiple of {name}'s patch size {patch}; "
-                f"use {low or patch} or {high}"
+                f"{key}={size} is not a multiple of {name}'s patch size {stride}; use {low or stride} or {high} "
+                "(every side of its input must be a whole number of patches)"
             )
 
 
@@ -77,14 +93,14 @@ def build_classifier(
 ) -> nn.Module:
     """A timm classifier for `num_classes` at `image_size`, checked with one forward pass. ``stem_pool=False``
     removes the stem's max-pool, for small images (see :func:`remove_stem_pool`)."""
-    spec = check_name(family, name)
+    check_input_sizes(family, name, [image_size], "data.image_size")
+    spec = FAMILIES[family]
     kwargs = dict(num_classes=num_classes, drop_rate=drop_rate, **timm_kwargs)
     if spec.patch_grid:
         kwargs["img_size"] = image_size
     model, _ = create_timm_model(name, pretrained, weights, f"for {image_size}px inputs", **kwargs)
     if not stem_pool:
         remove_stem_pool(model, name)
-    check_input_size(name, spec, image_size, model)
     _probe(model, name, image_size)
     return model
 

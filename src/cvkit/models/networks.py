@@ -1,6 +1,7 @@
 """The network of each task, from the ``backbone`` config and the task's ``model`` options. Every builder
-has one signature, ``(backbone, model, num_classes, image_size, load_weights) -> nn.Module``; the task table
-(:mod:`cvkit.task_kinds`) names each task's builder.
+has one signature, ``(backbone, model, num_classes, image_size, load_weights) -> nn.Module``, and
+:data:`NETWORKS` names each task's, with the check of the input sizes it will see (made from the config before
+anything is built); :func:`build_network` is what training, evaluation and ``cvkit.load`` call.
 
 Without `load_weights` no pretrained or initial weights are read (no file, no network): the same
 architecture, for loading a trained state dict into (:func:`cvkit.inference.loading.load`).
@@ -10,17 +11,19 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
 from cvkit.errors import CvkitError
-from cvkit.models.backbones import build_classifier
+from cvkit.models.backbones import build_classifier, check_input_sizes, input_stride
 from cvkit.models.coco_detectors import build_coco_detector
 from cvkit.models.detectors import build_detector
 from cvkit.models.segmenters import build_segmenter
 
 NetworkBuilder = Callable[[Mapping[str, Any], Mapping[str, Any], int, Any, bool], nn.Module]
+DETECTOR_PADDING = 32  # torchvision's detectors pad each batch to a multiple of this
 
 
 def with_model_options(build: Callable[..., nn.Module], model: Mapping[str, Any], **arguments: Any) -> nn.Module:
@@ -73,3 +76,83 @@ def segmentation_network(
     """The U-Net, or the decoder of ``model`` over the timm encoder of `backbone`; any input size."""
     backbone = dict(backbone) if load_weights else architecture_only(backbone)
     return with_model_options(build_segmenter, model, backbone=backbone, num_classes=num_classes)
+
+
+def classifier_input(backbone: Mapping[str, Any], model: Mapping[str, Any], image_size: Any) -> None:
+    """A classifier sees ``data.image_size`` squares (none: not classification data, refused with the data)."""
+    if image_size is not None:
+        check_input_sizes(backbone["family"], backbone["name"], [image_size], "data.image_size")
+
+
+def detector_input(backbone: Mapping[str, Any], model: Mapping[str, Any], image_size: Any) -> None:
+    """A detector resizes inside: SSDlite to a ``min_size`` square, the others to any size padded to a multiple
+    of 32 (torchvision's ``size_divisible``)."""
+    if model.get("coco_weights"):
+        return  # torchvision's own ResNet-50
+    if model.get("detector") == "ssdlite":
+        check_input_sizes(backbone["family"], backbone["name"], [model["min_size"]], "task.model.min_size")
+    elif DETECTOR_PADDING % (stride := input_stride(backbone["family"], backbone["name"])):
+        raise CvkitError(
+            f"backbone.name={backbone['name']}: its patch size {stride} does not divide the multiples of "
+            f"{DETECTOR_PADDING} px that task.model.detector={model.get('detector')} pads images to; choose a "
+            f"ViT of patch 8, 16 or 32, or task.model.detector=ssdlite with a task.model.min_size that is a "
+            f"multiple of {stride}"
+        )
+
+
+def segmenter_input(backbone: Mapping[str, Any], model: Mapping[str, Any], image_size: Any) -> None:
+    """A segmenter sees ``data.image_size`` ([height, width]); the classic U-Net pads to what it needs."""
+    if backbone.get("family") != "unet" and image_size is not None:
+        sizes = [image_size] if isinstance(image_size, int) else list(image_size)
+        check_input_sizes(backbone["family"], backbone["name"], sizes, "data.image_size")
+
+
+@dataclass(frozen=True)
+class TaskNetwork:
+    """A task's network: how it is built, and which input sizes it sees (checked before anything is built)."""
+
+    build: NetworkBuilder
+    check_input: Callable[[Mapping[str, Any], Mapping[str, Any], Any], None]
+
+
+NETWORKS: dict[str, TaskNetwork] = {
+    "classification": TaskNetwork(classification_network, classifier_input),
+    "detection": TaskNetwork(detection_network, detector_input),
+    "segmentation": TaskNetwork(segmentation_network, segmenter_input),
+}
+
+
+def task_network(task: str, where: str = "task") -> TaskNetwork:
+    """The network of `task` (a key of :data:`NETWORKS`); otherwise a CvkitError starting with `where`."""
+    if task not in NETWORKS:
+        raise CvkitError(f"{where} is a {task!r} model; cvkit knows the tasks {list(NETWORKS)}")
+    return NETWORKS[task]
+
+
+def build_network(
+    task: str,
+    backbone: Mapping[str, Any],
+    model: Mapping[str, Any],
+    num_classes: int,
+    image_size: Any,
+    load_weights: bool,
+    where: str = "task",
+) -> nn.Module:
+    """The network of `task` (see :func:`task_network`)."""
+    return task_network(task, where).build(backbone, model, num_classes, image_size, load_weights)
+
+
+def trained_network(
+    task: str,
+    config: Mapping[str, Any],
+    num_classes: int,
+    image_size: Any,
+    weights: Mapping[str, Any],
+    where: str = "task",
+) -> nn.Module:
+    """The network of a recorded run (its composed `config`) with its trained `weights`: built without any
+    initial weights (no pretrained file or hub download: the trained ones replace every tensor)."""
+    model_options = config["task"].get("model") or {}
+    network = build_network(task, config["backbone"], model_options, num_classes, image_size, False, where)
+    network.load_state_dict(weights)
+    return network

@@ -7,7 +7,7 @@ epochs whatever its device count, and a resumed run continues it where it stoppe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cvkit.errors import CvkitError
@@ -59,9 +59,3 @@ class Schedule:
         progress = min(max((epoch - self.warmup_epochs) / span, 0.0), 1.0)
         decay = 0.5 * (1.0 + math.cos(math.pi * progress)) if self.name == "cosine" else (1.0 - progress) ** self.power
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * decay
-
-    def per_step(self, steps_per_epoch: int) -> Callable[[int], float]:
-        """The multiplier as a function of the optimizer step, for ``torch.optim.lr_scheduler.LambdaLR``."""
-        if steps_per_epoch < 1:
-            raise CvkitError(f"the schedule needs at least one optimizer step per epoch, got {steps_per_epoch}")
-        return lambda step: self.factor(step / steps_per_epoch)

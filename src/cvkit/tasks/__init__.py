@@ -1,4 +1,4 @@
-"""Tasks: one LightningModule per task, each built from the config by its ``from_config``."""
+"""Tasks: one LightningModule per task (assembled from the config by :func:`cvkit.builders.build_task`)."""
 
 from cvkit.tasks.base import BaseTask
 from cvkit.tasks.classification import ClassificationTask

@@ -1,86 +1,67 @@
-"""What every task shares: its assembly from the config (:meth:`BaseTask.from_config`), optimizer + per-step
-schedule, the run record and RNG state in checkpoints, the non-finite-loss guard, and the count of the
-images each evaluation scored."""
+"""What every task shares: optimizer + per-step schedule, its entries in checkpoints (the run record, RNG
+states, the schedule's position, the best values), the non-finite-loss guard, and the count of the images
+each evaluation scored. Tasks are assembled from the config by :func:`cvkit.builders.build_task`."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
-import random
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
-from torchmetrics import MaxMetric, Metric
+from torchmetrics import MaxMetric
 
-from cvkit.checkpoints import (
-    BEST_KEY,
-    RECORD_KEY,
-    RNG_KEY,
-    SCHEDULE_KEY,
-    RunRecord,
-    restore_rng_states,
-    rng_states,
-)
+from cvkit.checkpoints import RunRecord, TaskState, save_task_state
 from cvkit.data.base import BaseDataModule
 from cvkit.data.batches import Batch
 from cvkit.errors import CvkitError
 from cvkit.optim import TrainingPlan, build_optimizer
-from cvkit.task_kinds import task_kind
 from cvkit.tasks.image_counts import EVALUATION_STAGES, ImageCount, gathered
 from cvkit.tasks.nonfinite import NonfiniteLossGuard
 
-# Keys of the task config that are not the task's own arguments: its class, its network's options (read by
-# the network builder) and the metric the callbacks config picks the best checkpoint by.
-ASSEMBLY_KEYS = ("_target_", "model", "monitor", "monitor_mode")
 log = logging.getLogger(__name__)
-# Lightning warns that a task's on_before_batch_transfer wins over the data module's: it is meant to.
-warnings.filterwarnings("ignore", message="You have overridden `on_before_batch_transfer` in `LightningModule` but")
 
 
 def channels_last_for(setting: bool | str, trainer: pl.Trainer) -> bool:
-    """``channels_last``: as set, or for ``auto`` on when `trainer` trains on the CPU, where oneDNN's
-    convolutions are faster channels-last (1.06-1.48x a train step for the convolutional networks measured,
-    0.98 for ViT-Tiny: docs/benchmarks.md), or on a CUDA GPU in mixed precision, where cuDNN runs channels-last
-    convolutions on the tensor cores (the case NVIDIA's performance guide gives as faster); CUDA float32 and
-    other devices keep the default layout."""
+    """``channels_last``: as set, or for ``auto`` on when `trainer` trains on a CUDA GPU in mixed precision,
+    where cuDNN runs channels-last convolutions on the tensor cores (the case NVIDIA's performance guide gives
+    as faster). Everywhere else ``auto`` keeps the default layout: on the CPU, channels-last was faster on an
+    AMD EPYC and slower on an Intel Xeon (docs/benchmarks.md), so it is for the user to choose there."""
     if setting != "auto":
         return bool(setting)
-    device = trainer.strategy.root_device.type
-    return device == "cpu" or (device == "cuda" and str(trainer.precision).endswith("-mixed"))
+    return trainer.strategy.root_device.type == "cuda" and str(trainer.precision).endswith("-mixed")
 
 
 class BaseTask(pl.LightningModule):
-    """A model plus how to optimize and evaluate it. Built from the config by :meth:`from_config`.
+    """A model plus how to optimize and evaluate it, assembled by :func:`cvkit.builders.build_task`.
 
     Args:
         model: the network; its input is a normalised NCHW float batch.
         class_names: the classes in label order.
-        plan: how the run optimizes (optimizer, effective LR, schedule, steps per epoch); None outside
-            training (evaluation).
+        plan: how the run optimizes (optimizer, effective LR, schedule in epochs); None outside training
+            (evaluation). The optimizer steps an epoch has are Lightning's (``estimated_stepping_batches``).
         record: what a checkpoint must carry to be used without the run's config files.
         channels_last: feed the model channels-last tensors: true, false, or "auto"
             (:func:`channels_last_for`, decided once the trainer is known, in :meth:`setup`).
         nonfinite_loss: what a NaN or infinite training loss does, ``{"action": "stop" | "skip", "max_skipped":
             N}`` (see :class:`~cvkit.tasks.nonfinite.NonfiniteLossGuard`).
 
-    Subclasses set :attr:`kind` (their row of the task table, :mod:`cvkit.task_kinds`) and
-    :attr:`data_module` (the base class of the data modules they train on), turn their config options into
-    arguments in :meth:`own_arguments`, implement :meth:`training_loss` (the batch's loss, logged; None to skip the
-    batch) and call :meth:`finish_image_count` at the end of each evaluation, on every rank; their
-    :meth:`report` and :meth:`per_class_tables` extend this class's. A checkpoint of another task is refused
-    before its weights are loaded.
+    Subclasses set :attr:`kind` (the task's name: its network in :data:`cvkit.models.networks.NETWORKS`),
+    :attr:`data_module` (the base class of the data modules they train on) and :attr:`input_size_settings`
+    (the settings named in advice on the input size), turn their config options into arguments in
+    :meth:`own_arguments`, implement :meth:`training_loss` (the batch's loss, logged; None to skip the batch)
+    and call :meth:`finish_image_count` at the end of each evaluation, on every rank; their :meth:`report` and
+    :meth:`per_class_tables` extend this class's. A checkpoint of another task is refused before its weights
+    are loaded.
     """
 
     kind: ClassVar[str] = ""
     data_module: ClassVar[type[BaseDataModule]] = BaseDataModule
+    input_size_settings: ClassVar[str] = "data.image_size"
 
     def __init__(
         self,
@@ -93,54 +74,18 @@ class BaseTask(pl.LightningModule):
         nonfinite_loss: Mapping[str, Any],
     ) -> None:
         super().__init__()
+        if channels_last not in (True, False, "auto"):
+            raise CvkitError(f"channels_last={channels_last!r} is not valid: it must be true, false or auto")
         self.model = model
         self.class_names = list(class_names)
         self.plan = plan
         self.record = record
         self.channels_last = channels_last
+        self.steps_per_epoch = 0.0  # optimizer steps an epoch, once Lightning knows them (on_train_start)
         self.resumed_schedule: Mapping[str, Any] | None = None
         self.nonfinite = NonfiniteLossGuard.from_config(nonfinite_loss)
         self.counting: dict[str, ImageCount] = {}  # this rank's counts of the evaluation in progress
         self.image_counts: dict[str, dict[str, Any]] = {}  # the last evaluation of each split, for the report
-        self._probing = False  # while the batch search runs training steps (:meth:`probing`)
-        if channels_last not in (True, False, "auto"):
-            raise CvkitError(f"channels_last={channels_last!r} is not valid: it must be true, false or auto")
-
-    def use_plan(self, plan: TrainingPlan) -> None:
-        """Train by `plan` (set once the per-device batch is known, searched or given), and record it."""
-        self.plan = plan
-        if self.record is not None:
-            self.record = dataclasses.replace(self.record, lr_plan=plan.lr.as_dict())
-
-    @contextmanager
-    def probing(self, device: torch.device) -> Iterator[None]:
-        """Training steps that leave no trace, for the batch search: on `device`, in training mode, with
-        nothing logged; afterwards the weights are back where they were, and the buffers (BatchNorm
-        statistics), the metrics and the random number generators as they were before."""
-        home, was_training = next(self.parameters()).device, self.training
-        buffers = {name: buffer.detach().clone() for name, buffer in self.named_buffers()}
-        python_state, numpy_state = random.getstate(), np.random.get_state()
-        self._probing = True
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            try:
-                self.to(device).train()
-                yield
-            finally:
-                self._probing = False
-                self.zero_grad(set_to_none=True)
-                self.to(home).train(was_training)
-                for name, buffer in self.named_buffers():
-                    buffer.copy_(buffers[name])
-                for metric in self.modules():
-                    if isinstance(metric, Metric):
-                        metric.reset()
-                random.setstate(python_state)
-                np.random.set_state(numpy_state)
-
-    def log(self, *args: Any, **kwargs: Any) -> None:
-        """Lightning's ``log``, silent while :meth:`probing`."""
-        if not self._probing:
-            super().log(*args, **kwargs)
 
     def channels_last_under(self, trainer: pl.Trainer) -> bool:
         """Whether this task feeds its model channels-last tensors when `trainer` runs it."""
@@ -151,48 +96,6 @@ class BaseTask(pl.LightningModule):
         self.channels_last = self.channels_last_under(self.trainer)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-
-    # Assembly.
-    @classmethod
-    def from_config(
-        cls,
-        cfg: DictConfig,
-        datamodule: BaseDataModule,
-        plan: TrainingPlan | None = None,
-        overrides: Sequence[str] = (),
-    ) -> BaseTask:
-        """The task of ``cfg.task`` for the classes of the (loaded) `datamodule`: the network of
-        ``cfg.backbone`` and ``cfg.task.model`` built by the task table's builder, the task's own options
-        (:meth:`own_arguments`), and the run record of `cfg`, `plan` and the command-line `overrides`."""
-        task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
-        image_size = getattr(datamodule, "image_size", None)
-        network = task_kind(cls.kind).build_network(
-            OmegaConf.to_container(cfg.backbone, resolve=True),
-            task_cfg.get("model") or {},
-            datamodule.num_classes,
-            image_size,
-            True,
-        )
-        record = RunRecord(
-            task=cls.kind,
-            class_names=list(datamodule.class_names),
-            config=OmegaConf.to_container(cfg, resolve=True),
-            overrides=list(overrides),
-            lr_plan=plan.lr.as_dict() if plan else {},
-            image_size=image_size,
-            mean=getattr(datamodule, "mean", None),
-            std=getattr(datamodule, "std", None),
-        )
-        options = {key: value for key, value in task_cfg.items() if key not in ASSEMBLY_KEYS}
-        return cls(
-            **cls.own_arguments(options, datamodule),
-            model=network,
-            class_names=datamodule.class_names,
-            plan=plan,
-            record=record,
-            channels_last=cfg.channels_last,
-            nonfinite_loss=OmegaConf.to_container(cfg.nonfinite_loss) if cfg.nonfinite_loss is not None else None,
-        )
 
     @classmethod
     def own_arguments(cls, options: dict[str, Any], datamodule: BaseDataModule) -> dict[str, Any]:
@@ -220,16 +123,19 @@ class BaseTask(pl.LightningModule):
         return loss
 
     # The images each evaluation scored.
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Count an evaluation batch; hand the step the plain batch (None when no image of it could be read)."""
-        if not isinstance(batch, Batch):
-            return batch
+    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.count_images(batch)
+
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.count_images(batch)
+
+    def count_images(self, batch: Any) -> None:
+        """Count an evaluation batch: its images, and the samples that could not be read."""
         stage = EVALUATION_STAGES.get(self.trainer.state.stage)
-        if stage is not None:
+        if stage is not None and isinstance(batch, Batch):
             count = self.counting.setdefault(stage, ImageCount())
             count.scored += len(batch[0]) if batch else 0
             count.unreadable += batch.unreadable
-        return tuple(batch) if batch else None
 
     def finish_image_count(self, stage: str) -> ImageCount:
         """The count of the evaluation of `stage` that ends, over all ranks; kept for the report unless it was
@@ -263,32 +169,32 @@ class BaseTask(pl.LightningModule):
         if self.plan is None:
             raise CvkitError("this task was built without a training plan (for evaluation): it cannot be trained")
         optimizer = build_optimizer(self.model, self.plan.optimizer, self.plan.lr.effective_lr)
-        per_step = self.plan.schedule.per_step(self.plan.steps_per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, per_step)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.lr_factor(step))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def lr_factor(self, step: int) -> float:
+        """The schedule's multiplier of the peak LR at optimizer step `step`, at its fraction of an epoch."""
+        return self.plan.schedule.factor(step / self.steps_per_epoch if step else 0.0)
 
     # Checkpoints.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.record is not None:
-            checkpoint[RECORD_KEY] = self.record.as_dict()
-        checkpoint[RNG_KEY] = rng_states()
+        schedule = None
         if self.plan is not None:
-            checkpoint[SCHEDULE_KEY] = {
-                "steps_per_epoch": self.plan.steps_per_epoch,
+            schedule = {
+                "steps_per_epoch": self.steps_per_epoch,
                 "global_batch_size": self.plan.lr.global_batch_size,
                 "effective_lr": self.plan.lr.effective_lr,
             }
-        checkpoint[BEST_KEY] = self.best_values()
+        save_task_state(checkpoint, self.record, schedule, self.best_values())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = TaskState.restored_from(checkpoint)
         # Another task's checkpoint: refused here, before Lightning loads its weights (a traceback of missing keys).
-        record = RunRecord.in_checkpoint(checkpoint)
-        if record is not None:
-            record.check_task(self.kind, "ckpt_path", getattr(self.trainer, "ckpt_path", None) or "the checkpoint")
-        if RNG_KEY in checkpoint:
-            restore_rng_states(checkpoint[RNG_KEY])
-        self.resumed_schedule = checkpoint.get(SCHEDULE_KEY)
-        self.restore_best_values(checkpoint.get(BEST_KEY, {}))
+        if state.record is not None:
+            where = getattr(self.trainer, "ckpt_path", None) or "the checkpoint"
+            state.record.check_task(self.kind, "ckpt_path", where)
+        self.resumed_schedule = state.schedule
+        self.restore_best_values(state.best)
 
     def best_values(self) -> dict[str, float]:
         """The best value so far of each of the task's MaxMetrics (``val/acc_best``, ...) that has one."""
@@ -306,13 +212,16 @@ class BaseTask(pl.LightningModule):
                 metric.update(torch.tensor(best, device=metric.device))
 
     def on_train_start(self) -> None:
-        loader_steps = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
-        if loader_steps != self.plan.steps_per_epoch:  # the schedule would end early, or never
-            raise CvkitError(
-                f"the schedule counts {self.plan.steps_per_epoch} optimizer steps per epoch "
-                f"(cvkit.batching.optimizer_steps_per_epoch), but the train loader gives {loader_steps}: a data "
-                "module whose train_dataloader does not batch as cvkit's base data module does cannot be scheduled"
-            )
+        # Lightning's count of the optimizer steps (its loader's length, limit_train_batches, accumulation and
+        # max_steps), known once the train loader is set up (asked for earlier, it would set the loader up before
+        # a resumed run restores its position: Lightning issue #20550).
+        self.steps_per_epoch = self.trainer.estimated_stepping_batches / self.trainer.max_epochs
+        schedule = self.plan.schedule
+        rank_zero_info(
+            f"schedule: {schedule.name} over {schedule.total_epochs:g} epochs of {self.steps_per_epoch:g} optimizer "
+            f"steps ({round(schedule.total_epochs * self.steps_per_epoch)} in all, "
+            f"{round(schedule.warmup_epochs * self.steps_per_epoch)} of warmup)"
+        )
         if self.resumed_schedule:
             self.continue_schedule(self.resumed_schedule)
 
@@ -323,12 +232,14 @@ class BaseTask(pl.LightningModule):
         scheduler = self.lr_schedulers()
         peak_lr, global_batch = self.plan.lr.effective_lr, self.plan.lr.global_batch_size
         epoch = scheduler.last_epoch / saved["steps_per_epoch"]
-        scheduler.last_epoch = round(epoch * self.plan.steps_per_epoch)
         scheduler.base_lrs = [peak_lr] * len(scheduler.base_lrs)
-        lrs = [base * factor(scheduler.last_epoch) for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
-        for group, lr in zip(scheduler.optimizer.param_groups, lrs):
-            group["lr"], group["initial_lr"] = lr, peak_lr
-        scheduler._last_lr = lrs
+        for group in scheduler.optimizer.param_groups:
+            group["initial_lr"] = peak_lr
+        # One step of the scheduler onto the position: it sets each group's LR there (and get_last_lr()).
+        scheduler.last_epoch = round(epoch * self.steps_per_epoch) - 1
+        with warnings.catch_warnings():  # torch's notice of a step before any optimizer step: it is meant
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            scheduler.step()
         if saved["global_batch_size"] != global_batch:
             log.warning(
                 "resumed with another global batch: %d (peak lr %.6g) -> %d (peak lr %.6g); the schedule "

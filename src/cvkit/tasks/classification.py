@@ -81,7 +81,7 @@ class ClassificationTask(BaseTask):
         return F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing)
 
     def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor] | None, batch_idx: int) -> torch.Tensor | None:
-        if batch is None:  # every image of the batch was unreadable and skipped
+        if not batch:  # every image of the batch was unreadable and skipped
             return None
         images, labels = batch
         if self.mixup is None:
@@ -108,7 +108,7 @@ class ClassificationTask(BaseTask):
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor] | None, stage: str) -> torch.Tensor | None:
-        if batch is None:
+        if not batch:
             return None
         images, labels = batch
         logits = self(images)

@@ -8,11 +8,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from cvkit.data.base import BaseDataModule
 from cvkit.data.segmentation import SegmentationDataModule
 from cvkit.errors import CvkitError
-from cvkit.metrics.segmentation import SegmentationConfusion, segmentation_report
+from cvkit.metrics.segmentation import pixel_confusion, segmentation_report, segmentation_scores
 from cvkit.tasks.base import BaseTask
 from cvkit.tasks.class_weights import class_weights_from
 from cvkit.visualize import segmentation_image
@@ -60,8 +61,8 @@ class SegmentationTask(BaseTask):
         self.loss_name = loss
         self.log_images = log_images
         self.register_buffer("class_weights", class_weights, persistent=False)
-        self.val_confusion = SegmentationConfusion(len(self.class_names), ignore_index)
-        self.test_confusion = SegmentationConfusion(len(self.class_names), ignore_index)
+        self.val_confusion = pixel_confusion(len(self.class_names), ignore_index)
+        self.test_confusion = pixel_confusion(len(self.class_names), ignore_index)
         self.val_miou_best = MaxMetric()
         self.last_report: dict[str, Any] = {}
 
@@ -84,7 +85,7 @@ class SegmentationTask(BaseTask):
         return total
 
     def training_loss(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
-        if batch is None:  # every image of the batch was unreadable and skipped
+        if not batch:  # every image of the batch was unreadable and skipped
             return None
         images, masks = batch
         loss = self.loss(self(images), masks)
@@ -93,7 +94,7 @@ class SegmentationTask(BaseTask):
 
     def _evaluate(self, batch: Any, stage: str) -> list[torch.Tensor] | None:
         """Loss and confusion at each mask's own size; returns the predicted masks."""
-        if batch is None:
+        if not batch:
             return None
         images, masks = batch
         logits = self(images)
@@ -126,10 +127,10 @@ class SegmentationTask(BaseTask):
     def on_test_epoch_end(self) -> None:
         self._finish("test", self.test_confusion)
 
-    def _finish(self, stage: str, confusion: SegmentationConfusion) -> torch.Tensor:
+    def _finish(self, stage: str, confusion: MulticlassConfusionMatrix) -> torch.Tensor:
         """Log the split's metrics from the whole-split confusion matrix (summed across ranks)."""
         self.finish_image_count(stage)
-        results = confusion.compute()
+        results = segmentation_scores(confusion.compute())
         self.log_dict({f"{stage}/{key}": results[key] for key in ("miou", "pixel_acc", "dice")}, sync_dist=False)
         if stage == "val" and not self.trainer.sanity_checking:
             self.last_report = {"val_per_class": segmentation_report(results["confusion"], self.class_names)}

@@ -32,9 +32,8 @@ class ClassificationDataModule(BaseDataModule):
     """Base of every classification data module; subclasses implement :meth:`load_splits`.
 
     Splits are loaded once (on the first :meth:`setup`); ``train`` and ``val`` are required, ``test``
-    is optional. ``batch_size`` is per device, unless ``global_batch_size`` is given: then the per-device
-    batch is derived from it once the world size is known (:func:`cvkit.builders.fit_batch_to_world`).
-    Loaders, sampling and mid-epoch resume are those of :class:`~cvkit.data.base.BaseDataModule`.
+    is optional. Batches, loaders, sampling and mid-epoch resume are those of
+    :class:`~cvkit.data.base.BaseDataModule`.
     """
 
     name = "classification"
