@@ -30,17 +30,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/workspace/.cache/matplotlib
 
 WORKDIR /opt/cvkit
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY src/ src/
 COPY configs/ configs/
 
-# Non-editable install. The constraints pin torch and torchvision to the base image's CUDA builds, so no
-# dependency can make pip replace them with other (e.g. CPU-only) wheels from PyPI.
+# Non-editable install of the tested set (constraints.txt), except torch, torchvision and their CUDA libraries,
+# which stay the base image's builds: pinned to them, so no dependency can make pip replace them with other
+# (e.g. CPU-only) wheels from PyPI.
 RUN python -c "from importlib.metadata import version; \
         print('\n'.join(f'{p}=={version(p)}' for p in ('torch', 'torchvision')))" \
-        > /tmp/torch-constraints.txt \
-    && pip install --no-cache-dir --constraint /tmp/torch-constraints.txt . \
-    && rm /tmp/torch-constraints.txt \
+        > /tmp/constraints.txt \
+    && grep -v -i -E '^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==' constraints.txt \
+        >> /tmp/constraints.txt \
+    && pip install --no-cache-dir --constraint /tmp/constraints.txt . \
+    && rm /tmp/constraints.txt \
     && python -c "import cvkit.train, torch; print('cvkit on torch', torch.__version__, torch.version.cuda)" \
     && cvkit-train --cfg job > /dev/null
 

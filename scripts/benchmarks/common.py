@@ -3,8 +3,10 @@ the JSON results file."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
+import subprocess
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -52,11 +54,24 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
     print(flush=True)
 
 
+def commit() -> str:
+    """The repository's commit, with ``+changes`` when the working tree differs from it (unknown outside git)."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if changed.stdout.strip() else "")
+
+
 def write_results(path: Path | None, results: dict[str, Any]) -> None:
-    """Write `results` as JSON to `path` (nothing when None) and say where."""
+    """Write `results` as JSON to `path` (nothing when None), with the date and the commit, and say where."""
     if path is None:
         return
     from cvkit.console import write_json
 
-    write_json(path, results)
+    stamped = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": commit(), **results}
+    write_json(path, stamped)
     print(f"written: {path}")

@@ -9,14 +9,12 @@ the runs made next to each other (run i of each side), and writes everything as 
 
     python scripts/benchmarks/compare.py --data ../shared/data --repeats 3 --json docs/benchmarks_e2e.json
     python scripts/benchmarks/compare.py --workloads classification --smoke    # a few batches, to check it runs
-    python scripts/benchmarks/compare.py --workloads classification --cvkit-overrides channels_last=false
-    CVKIT_FULL_TEARDOWN=1 python scripts/benchmarks/compare.py ...    # cvkit with the interpreter's full exit
+    python scripts/benchmarks/compare.py --workloads classification --cvkit-overrides channels_last=true
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import subprocess
@@ -154,8 +152,7 @@ def main() -> None:
     print_table(
         f"Whole commands, {args.repeats} alternating runs each{' (smoke)' if args.smoke else ''}", headers, rows
     )
-    teardown = {"CVKIT_FULL_TEARDOWN": os.environ.get("CVKIT_FULL_TEARDOWN", "")}  # cvkit's exit, as run
-    write_results(args.json, {"machine": machine(), "settings": {**vars(args), **teardown}, "results": results})
+    write_results(args.json, {"machine": machine(), "settings": vars(args), "results": results})
 
 
 if __name__ == "__main__":

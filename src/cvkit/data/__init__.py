@@ -10,6 +10,7 @@ the data modules, nor Lightning with them.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 # Public name -> the module that defines it.
@@ -46,3 +47,15 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *PUBLIC])
+
+
+def exported(package: str, names: list[str]) -> Callable[[str], Any]:
+    """The module ``__getattr__`` of the subpackage `package`: its public `names`, each imported on first use
+    (a classification run loads no detection or segmentation format)."""
+
+    def attribute(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return __getattr__(name)
+
+    return attribute

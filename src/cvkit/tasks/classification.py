@@ -19,7 +19,7 @@ from torchmetrics.classification import (
 )
 
 from cvkit.data.base import BaseDataModule
-from cvkit.data.classification import ClassificationDataModule
+from cvkit.data.classification.module import ClassificationDataModule
 from cvkit.metrics import per_class_report
 from cvkit.tasks.base import BaseTask
 from cvkit.tasks.class_weights import class_weights_from

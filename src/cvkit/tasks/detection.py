@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torchmetrics import MaxMetric
 
-from cvkit.data.detection import DetectionDataModule
+from cvkit.data.detection.module import DetectionDataModule
 from cvkit.metrics.detection import CocoEvaluator
 from cvkit.tasks.base import BaseTask
 from cvkit.visualize import detections_image

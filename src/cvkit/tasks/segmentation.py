@@ -11,7 +11,7 @@ from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from cvkit.data.base import BaseDataModule
-from cvkit.data.segmentation import SegmentationDataModule
+from cvkit.data.segmentation.module import SegmentationDataModule
 from cvkit.errors import CvkitError
 from cvkit.metrics.segmentation import pixel_confusion, segmentation_report, segmentation_scores
 from cvkit.tasks.base import BaseTask

@@ -13,8 +13,13 @@ batch with a warning naming it, and named in ``batch.unreadable`` (:mod:`cvkit.d
 ``data.strict``; a batch of which no image could be read is empty.
 """
 
-from cvkit.data.classification.builtin import DigitsDataModule, TorchvisionDataModule
-from cvkit.data.classification.folders import ImageFolderDataModule
-from cvkit.data.classification.module import ClassificationDataModule, Split
+from cvkit.data import exported
 
-__all__ = ["ClassificationDataModule", "DigitsDataModule", "ImageFolderDataModule", "Split", "TorchvisionDataModule"]
+__all__ = [
+    "ClassificationDataModule",
+    "DigitsDataModule",
+    "ImageFolderDataModule",
+    "Split",
+    "TorchvisionDataModule",
+]
+__getattr__ = exported(__name__, __all__)

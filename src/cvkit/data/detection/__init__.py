@@ -15,10 +15,7 @@ coordinates of the original image, which :meth:`DetectionDataModule.ground_truth
 format for evaluation.
 """
 
-from cvkit.data.detection.coco import CocoDetectionDataModule
-from cvkit.data.detection.module import DetectionDataModule, DetectionRecord
-from cvkit.data.detection.voc import VOCDetectionDataModule
-from cvkit.data.detection.yolo import YOLODetectionDataModule
+from cvkit.data import exported
 
 __all__ = [
     "CocoDetectionDataModule",
@@ -27,3 +24,4 @@ __all__ = [
     "VOCDetectionDataModule",
     "YOLODetectionDataModule",
 ]
+__getattr__ = exported(__name__, __all__)

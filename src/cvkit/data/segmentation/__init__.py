@@ -20,10 +20,7 @@ is neither a class index (0..K-1) nor ``ignore_index`` is an error naming the fi
 is read. An unreadable image or mask is skipped with a warning naming it, unless ``data.strict``.
 """
 
-from cvkit.data.segmentation.coco import CocoSegmentationDataModule
-from cvkit.data.segmentation.folders import MaskFolderDataModule
-from cvkit.data.segmentation.module import SegmentationDataModule, SegmentationRecord
-from cvkit.data.segmentation.voc import VOCSegmentationDataModule
+from cvkit.data import exported
 
 __all__ = [
     "CocoSegmentationDataModule",
@@ -32,3 +29,4 @@ __all__ = [
     "SegmentationRecord",
     "VOCSegmentationDataModule",
 ]
+__getattr__ = exported(__name__, __all__)
