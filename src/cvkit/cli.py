@@ -6,7 +6,8 @@ from __future__ import annotations
 import gc
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -42,12 +43,27 @@ def _reporting_errors(job: Callable[[DictConfig], Any]) -> Callable[[DictConfig]
     return run
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Run a command with Python's cyclic garbage collector off until `_freeze_imported_objects`: importing
+    torch, Lightning, timm and torchmetrics makes a million long-lived objects, and the collections they set
+    off walk them again and again (about 1 s of every command's start: docs/benchmarks.md, "Starting the
+    process"). This is the pattern Python's ``gc.freeze`` documentation gives. On for good when it ends."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _freeze_imported_objects() -> None:
-    """Move every object alive now (those of the imported libraries: torch, Lightning, timm, ...) out of the
-    garbage collector's sight, with Python's ``gc.freeze``: they live until the process ends, and neither the
-    collections during the run nor the interpreter's exit need to walk them (at exit that walk took about 1 s
-    of every command: docs/benchmarks.md, "Ending the process"). Objects made later are collected as usual."""
+    """Move every object alive now (those of the imported libraries) out of the garbage collector's sight,
+    with Python's ``gc.freeze``, and turn the collector on: those objects live until the process ends, and
+    neither the collections during the run nor the interpreter's exit need to walk them (at exit that walk
+    took about 1 s of every command: docs/benchmarks.md, "Ending the process"). Objects made later are
+    collected as usual."""
     gc.freeze()
+    gc.enable()
 
 
 @_reporting_errors
@@ -114,7 +130,8 @@ def train_main() -> None:
     _check_arguments()
     _use_optuna_sweeper()
     sys.argv = rank_overrides(sys.argv)
-    hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")(_train)()
+    with _collector_paused():
+        hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")(_train)()
 
 
 def _read_checkpoint(argv: list[str]) -> SavedRun:
@@ -136,6 +153,11 @@ def _read_checkpoint(argv: list[str]) -> SavedRun:
 def eval_main() -> None:
     """Read the checkpoint once; re-compose its training config (train.yaml and the run's overrides), with the
     given overrides applied on top; evaluate it."""
+    with _collector_paused():
+        _evaluate_main()
+
+
+def _evaluate_main() -> None:
     _check_arguments()
     given = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-")]
     flags = [arg for arg in sys.argv[1:] if arg not in given]  # Hydra's own flags, with their values
@@ -156,9 +178,11 @@ def eval_main() -> None:
 
 def predict_main() -> None:
     _check_arguments()
-    hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")(_reporting_errors(_predict))()
+    with _collector_paused():
+        hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")(_reporting_errors(_predict))()
 
 
 def export_main() -> None:
     _check_arguments()
-    hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")(_reporting_errors(_export))()
+    with _collector_paused():
+        hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")(_reporting_errors(_export))()
