@@ -93,6 +93,46 @@ def test_a_full_disk_stops_the_run_naming_the_file_and_keeps_the_earlier_checkpo
     assert report["status"] == "failed" and "step-00000006.ckpt" in report["error"]
 
 
+class FillsUpAfter:
+    """A file whose writes fail with "no space left on device" after `limit` bytes (a disk that fills up
+    while a checkpoint is written)."""
+
+    def __init__(self, file, limit: int) -> None:
+        self.file, self.limit, self.written = file, limit, 0
+
+    def write(self, data) -> int:
+        self.written += memoryview(data).nbytes
+        if self.written > self.limit:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.file.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.file, name)
+
+    def __enter__(self) -> "FillsUpAfter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+
+def test_a_disk_filling_up_mid_write_is_named_not_reported_as_torchs_own_error(tmp_path, monkeypatch) -> None:
+    def open_filling_up_at_step_6(path, mode):  # torch.save writes into this file itself: its error is torch's
+        file = open(path, mode)  # noqa: SIM115 (closed by write_atomically)
+        return FillsUpAfter(file, 2**20) if "step-00000006" in str(path) else file
+
+    monkeypatch.setattr(cvkit.checkpoints.files, "open", open_filling_up_at_step_6, raising=False)
+    cfg = compose_train(
+        tmp_path, *CHECKPOINTED_DIGITS, "trainer.max_epochs=3", "callbacks.checkpoints.every_n_train_steps=2"
+    )
+    with pytest.raises(
+        TrainingFailed, match=r"cannot write checkpoint .*step-00000006.ckpt: No space left on device \(it needs"
+    ):
+        train(cfg)
+    assert not list((tmp_path / "checkpoints").glob("*.partial"))
+    assert {torch.load(path, weights_only=True)["global_step"] for path in run_checkpoints(tmp_path)} == {2, 4}
+
+
 def test_too_little_free_space_is_found_before_writing(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(
         cvkit.checkpoints.files.shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 5 * 2**20, 5 * 2**20)

@@ -20,7 +20,6 @@ Lightning closes it):
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import signal
@@ -40,7 +39,9 @@ from cvkit.checkpoints import (
     PARTIAL_SUFFIX,
     PERIODIC_PREFIX,
     run_checkpoints,
+    save_streamed,
     sync_folder,
+    tensor_bytes,
     write_atomically,
 )
 from cvkit.errors import CvkitError, Interrupted
@@ -58,9 +59,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self.last_written: tuple[Path, int] | None = None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        write_atomically(Path(path), lambda file: file.write(buffer.getbuffer()), buffer.getbuffer().nbytes)
+        write_atomically(Path(path), lambda file: save_streamed(checkpoint, file), tensor_bytes(checkpoint))
         self.last_written = (Path(path), int(checkpoint.get("global_step", -1)))
 
 

@@ -21,7 +21,9 @@ from cvkit.checkpoints.files import (
     load_checkpoint,
     newest_readable,
     run_checkpoints,
+    save_streamed,
     sync_folder,
+    tensor_bytes,
     write_atomically,
 )
 
@@ -41,8 +43,10 @@ __all__ = [
     "newest_readable",
     "resume_point",
     "run_checkpoints",
+    "save_streamed",
     "save_task_state",
     "save_tracker_runs",
     "sync_folder",
+    "tensor_bytes",
     "write_atomically",
 ]

@@ -1,9 +1,10 @@
 """Checkpoint files: writing them whole, finding a run's, and reading one with errors that name it.
 
 Every checkpoint a run writes is written by :func:`write_atomically` (through
-:class:`~cvkit.callbacks.checkpointing.AtomicCheckpointIO`): serialised in memory, checked against the free
-space, written to a temporary file beside its destination, flushed to disk and renamed over it, so that a
-file under a checkpoint's name is always whole. ``resume=true`` takes the newest checkpoint of the run dir
+:class:`~cvkit.callbacks.checkpointing.AtomicCheckpointIO`): its tensors' size checked against the free
+space, serialised straight into a temporary file beside its destination (:func:`save_streamed`: no copy of
+the checkpoint in memory), flushed to disk and renamed over it, so that a file under a checkpoint's name is
+always whole. ``resume=true`` takes the newest checkpoint of the run dir
 that reads, falling back through older ones with a warning.
 """
 
@@ -17,6 +18,7 @@ import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -37,9 +39,10 @@ READ_ERRORS = (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, 
 
 
 def write_atomically(path: Path, write: Callable[[io.BufferedWriter], object], size: int) -> None:
-    """Write a file of `size` bytes with `write` so that `path` is either its old self or whole: a temporary
-    file in the same folder, flushed and fsynced, then renamed over `path`. A lack of space or permission
-    raises :class:`TrainingFailed` naming the path, the size and the free space; nothing else changes."""
+    """Write a file of about `size` bytes with `write` so that `path` is either its old self or whole: a
+    temporary file in the same folder, flushed and fsynced, then renamed over `path`. A lack of space or
+    permission raises :class:`TrainingFailed` naming the path, the size and the free space; nothing else
+    changes."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -57,6 +60,38 @@ def write_atomically(path: Path, write: Callable[[io.BufferedWriter], object], s
     except OSError as err:
         partial.unlink(missing_ok=True)
         raise TrainingFailed(cannot_write(path, size, err.strerror or str(err))) from err
+
+
+def save_streamed(checkpoint: dict[str, Any], file: io.BufferedWriter) -> None:
+    """``torch.save`` straight into `file`, without first serialising the checkpoint into memory (which costs
+    a copy of every tensor and, here, 0.2 s of a 90 MB checkpoint). torch reports a failed write as its own
+    RuntimeError ("unexpected pos ..."): the OSError behind it (no space left, ...) is raised instead."""
+    failed: list[OSError] = []
+
+    def write(data: bytes) -> int:
+        try:
+            return file.write(data)
+        except OSError as err:
+            failed.append(err)
+            raise
+
+    try:
+        torch.save(checkpoint, SimpleNamespace(write=write, flush=file.flush))
+    except RuntimeError:
+        if failed:
+            raise failed[0] from None
+        raise
+
+
+def tensor_bytes(value: Any) -> int:
+    """The bytes of the tensors in a checkpoint's nested dicts, lists and tuples: most of its file's size."""
+    if isinstance(value, torch.Tensor):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(tensor_bytes(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return sum(tensor_bytes(item) for item in value)
+    return 0
 
 
 def cannot_write(path: Path, size: int, reason: str) -> str:
