@@ -1,4 +1,5 @@
-"""Fixtures only (shared helpers live in tests/helpers/): where the real datasets are, and each of them."""
+"""Fixtures (shared helpers live in tests/helpers/): where the real datasets are, and each of them; and the oneDNN
+cap every test process starts with."""
 
 from __future__ import annotations
 
