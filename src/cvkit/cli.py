@@ -1,21 +1,24 @@
 """Entry points: ``cvkit-train``, ``cvkit-eval``, ``cvkit-predict`` and ``cvkit-export`` (Hydra apps over the
-configs in cvkit.configs). Each reports cvkit's user-facing errors as one line with their exit status."""
+configs in cvkit.configs). Each answers ``--help`` with its own text, and reports cvkit's user-facing errors as one
+line with their exit status."""
 
 from __future__ import annotations
 
 import gc
 import logging
 import sys
-from collections.abc import Callable, Iterator
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 import hydra
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from cvkit.config import check_config_dirs, merge_overrides, validate
+from cvkit.config import check_config_dirs, config_dirs, merge_overrides, validate
 from cvkit.distributed import job_scope, rank_overrides, use_job_command_for_ddp_children
 from cvkit.errors import CvkitError
 
@@ -23,7 +26,48 @@ if TYPE_CHECKING:
     from cvkit.checkpoints import SavedRun
 
 log = logging.getLogger("cvkit")
-CONFIG_PATH = "pkg://cvkit.configs"
+CONFIG_MODULE = "cvkit.configs"
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
+
+
+class Usage(NamedTuple):
+    """What ``--help`` of a command says besides its config groups: its arguments (after the command's name),
+    what it does (a sentence or two) and the docs page about it."""
+
+    arguments: str
+    about: str
+    docs: str
+
+
+USAGES = {
+    "cvkit-train": Usage(
+        "[GROUP=CHOICE ...] [KEY=VALUE ...] [-m]",
+        "Train a classification, detection or segmentation model, composed from the groups below (e.g. "
+        "experiment=bccd_cells, or task=detection data=voc data.root=DIR). resume=true continues the run in "
+        "hydra.run.dir; -m runs one job per value of a comma-separated list (optimizer.lr=0.01,0.1).",
+        "docs/training.md",
+    ),
+    "cvkit-eval": Usage(
+        "ckpt_path=CKPT|RUN_DIR [splits=[val,test]] [GROUP=CHOICE ...] [KEY=VALUE ...]",
+        "Evaluate a checkpoint (ckpt_path= is required; a run dir: its newest checkpoint) on its data's val and "
+        "test splits. The run's training config, recorded in the checkpoint, is composed again; the groups and "
+        "keys given here replace its own.",
+        "docs/training.md",
+    ),
+    "cvkit-predict": Usage(
+        "ckpt_path=CKPT|RUN_DIR input=IMAGE|FOLDER|'GLOB' output=FOLDER [KEY=VALUE ...]",
+        "Run a trained checkpoint on images and write what it finds (classes, boxes or masks, drawn over the "
+        "images unless draw=false) to the output folder.",
+        "docs/inference.md",
+    ),
+    "cvkit-export": Usage(
+        "ckpt_path=CKPT|RUN_DIR format=onnx|torchscript [output=FILE] [KEY=VALUE ...]",
+        "Write a trained checkpoint as an ONNX or TorchScript file (output=; by default the checkpoint's path "
+        "with .onnx or .pt), checked against PyTorch on a few images (images=, tolerance=).",
+        "docs/inference.md",
+    ),
+}
+HELP_WIDTH = 100
 
 
 def _reporting_errors(job: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
@@ -64,6 +108,55 @@ def _freeze_imported_objects() -> None:
     collected as usual."""
     gc.freeze()
     gc.enable()
+
+
+def _answer_help(command: str) -> None:
+    """Print :func:`_help_text` of `command` and exit 0 when the command line asks for it (``--help``, ``-h``),
+    before anything else is read or imported. Hydra's own help lists every group in cvkit's configs, whether
+    the command composes it or not, and the bases that data configs extend (data/_detection) among them."""
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        print(_help_text(command, config_dirs(sys.argv[1:])))
+        sys.exit(0)
+
+
+def _help_text(command: str, user_dirs: Sequence[Path] = ()) -> str:
+    """``--help`` of `command` (``cvkit-train``, ...): its arguments, what it does, the config groups it composes
+    (those of its config, ``configs/<name>.yaml``) with their choices (also those in `user_dirs`, the command's
+    ``--config-dir``), and where to read more."""
+    usage, groups = USAGES[command], _config_groups(command.removeprefix("cvkit-"), user_dirs)
+    listed = [
+        textwrap.fill(", ".join(choices), HELP_WIDTH, initial_indent=f"  {group:<11}", subsequent_indent=" " * 13)
+        for group, choices in groups.items()
+    ]
+    return "\n".join(
+        [
+            f"usage: {command} {usage.arguments}",
+            "",
+            textwrap.fill(usage.about, HELP_WIDTH),
+            "",
+            *(
+                ["config groups (GROUP=CHOICE):", *listed]
+                if groups
+                else ["config groups: none (every setting is a KEY=VALUE)"]
+            ),
+            "",
+            "Add --cfg job to print the config it would run with (every KEY=VALUE) without running it.",
+            f"More in {usage.docs}.",
+        ]
+    )
+
+
+def _config_groups(config_name: str, user_dirs: Sequence[Path]) -> dict[str, list[str]]:
+    """The config groups that `config_name` composes (Hydra's own ``hydra/...`` apart), each with its choices:
+    its configs in cvkit's and in `user_dirs`, less the internal bases named ``_*`` that the others extend."""
+    with hydra.initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        choices = hydra.compose(config_name=config_name, return_hydra_config=True).hydra.runtime.choices
+        cvkits = GlobalHydra.instance().config_loader().get_group_options
+        found = {group: set(cvkits(group)) for group in sorted(choices) if group.split("/")[0] != "hydra"}
+    for folder in user_dirs:  # Hydra searches a --config-dir's groups too
+        for group, names in found.items():
+            names.update(path.stem for path in folder.expanduser().glob(f"{group}/*.yaml"))
+    return {group: sorted(name for name in names if not name.startswith("_")) for group, names in found.items()}
 
 
 @_reporting_errors
@@ -127,6 +220,7 @@ def _use_optuna_sweeper() -> None:
 
 
 def train_main() -> None:
+    _answer_help("cvkit-train")
     _check_arguments()
     _use_optuna_sweeper()
     sys.argv = rank_overrides(sys.argv)
@@ -158,6 +252,7 @@ def eval_main() -> None:
 
 
 def _evaluate_main() -> None:
+    _answer_help("cvkit-eval")
     _check_arguments()
     given = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-")]
     flags = [arg for arg in sys.argv[1:] if arg not in given]  # Hydra's own flags, with their values
@@ -177,12 +272,14 @@ def _evaluate_main() -> None:
 
 
 def predict_main() -> None:
+    _answer_help("cvkit-predict")
     _check_arguments()
     with _collector_paused():
         hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")(_reporting_errors(_predict))()
 
 
 def export_main() -> None:
+    _answer_help("cvkit-export")
     _check_arguments()
     with _collector_paused():
         hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")(_reporting_errors(_export))()

@@ -7,7 +7,7 @@ same configs and read by the same data module, so that what is checked is what t
     cvkit-data convert data=voc data.root=../shared/data/BCCD --to yolo --out bccd_yolo
 
 ``check`` exits with 0 when it finds no problem and 1 when it does; bad input (a config error, a missing
-folder) exits with 2, as the other commands do.
+folder) exits with 2, as the other commands do. More in docs/detection.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ SHOWN_PER_PROBLEM = 10
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="cvkit-data", description=__doc__.split("\n\n")[0])
+    description = __doc__.replace("``", "").replace("::", ":")  # the docstring, its reST markup aside
+    parser = argparse.ArgumentParser(
+        prog="cvkit-data", description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="decode every image, check every box, count classes and sizes")
     check.add_argument("--json", type=Path, help="also write the report to this JSON file")
