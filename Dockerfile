@@ -1,8 +1,18 @@
-# cvkit for GPU clusters: the official CUDA PyTorch runtime image + cvkit, `cvkit-train` as the entry point.
+# cvkit for GPU clusters: Python 3.11 with the tested set of constraints.txt (torch and torchvision included) and
+# every extra (trackers, sweep, slurm); `cvkit-train` as the entry point.
+#
+# Base: the official python:3.11-slim image, not pytorch/pytorch. constraints.txt pins torch 2.14.1 and torchvision
+# 0.29.1 as PyPI's default Linux wheels: CUDA 13.0 builds (kernels for sm_75 to sm_120, Turing to Blackwell) whose
+# CUDA and cuDNN libraries are pip packages pinned in the same file (cuda-toolkit, nvidia-*-cu13, triton). Installed
+# from PyPI with the constraints, the image holds exactly the set CI tests, on the Python version CI tests; a
+# pytorch/pytorch image would bring its own Python and its own torch build, which the constraints would have to leave
+# alone. The image needs no CUDA toolkit; the host needs an NVIDIA driver for CUDA 13.0 (580 or newer) and the NVIDIA
+# Container Toolkit, for `--gpus all`.
 #
 # Build:
 #   docker build -t cvkit .
-# Train (arguments are Hydra overrides for cvkit-train; runs land in /workspace/outputs/<date>_<time>/):
+# Train (arguments are Hydra overrides for cvkit-train; runs land in /workspace/outputs/<date>_<time>/); the loader
+# workers share batches through /dev/shm, which Docker sizes at 64 MB unless --shm-size says more:
 #   docker run --rm --gpus all --shm-size=8g \
 #     -v "$PWD/outputs:/workspace/outputs" -v /datasets:/workspace/data:ro \
 #     cvkit data=imagefolder data.root=/workspace/data/my_images trainer=gpu
@@ -16,9 +26,10 @@
 # (`hydra.searchpath=[file:///workspace/configs-user]` instead of --config-dir does the same.)
 # The container runs as uid 1000 (user `cvkit`); for bind-mounted output folders owned by someone else, add
 # `--user "$(id -u):$(id -g)"`. Evaluation: `docker run --entrypoint cvkit-eval cvkit ckpt_path=...`.
-# data=mnist/fashion_mnist/cifar10 read torchvision's layout under data.root (MNIST as bare .gz: mount it rw).
+# data=mnist/fashion_mnist/cifar10 read torchvision's layout under data.root, MNIST's files unpacked or as the .gz
+# archives (read in memory), so a read-only mount works; only data.download=true writes there (and needs internet).
 
-FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+FROM python:3.11-slim
 
 # Caches (pretrained weights of torch hub / timm via Hugging Face, matplotlib) go to a folder that any
 # --user can write; mount a volume there to keep downloaded weights between runs.
@@ -30,21 +41,24 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/workspace/.cache/matplotlib
 
 WORKDIR /opt/cvkit
-COPY pyproject.toml README.md constraints.txt ./
+
+# torch and torchvision at constraints.txt's versions, with their CUDA libraries, in a layer of their own (several
+# GB) that stays cached while only cvkit's sources change. A CPU-only torch would fail the build.
+COPY constraints.txt ./
+RUN grep -i -E '^(torch|torchvision)==' constraints.txt > /tmp/torch.txt \
+    && pip install --no-cache-dir --constraint constraints.txt --requirement /tmp/torch.txt \
+    && rm /tmp/torch.txt \
+    && python -c "import torch; assert torch.version.cuda, f'torch {torch.__version__} is a CPU-only build'"
+
+# cvkit, non-editable, with every extra, on the same tested set: the constraints keep torch and torchvision as
+# installed above.
+COPY pyproject.toml README.md LICENSE ./
 COPY src/ src/
 COPY configs/ configs/
-
-# Non-editable install of the tested set (constraints.txt), except torch, torchvision and their CUDA libraries,
-# which stay the base image's builds: pinned to them, so no dependency can make pip replace them with other
-# (e.g. CPU-only) wheels from PyPI.
-RUN python -c "from importlib.metadata import version; \
-        print('\n'.join(f'{p}=={version(p)}' for p in ('torch', 'torchvision')))" \
-        > /tmp/constraints.txt \
-    && grep -v -i -E '^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==' constraints.txt \
-        >> /tmp/constraints.txt \
-    && pip install --no-cache-dir --constraint /tmp/constraints.txt . \
-    && rm /tmp/constraints.txt \
-    && python -c "import cvkit.train, torch; print('cvkit on torch', torch.__version__, torch.version.cuda)" \
+RUN pip install --no-cache-dir --constraint constraints.txt ".[trackers,sweep,slurm]" \
+    && pip check \
+    && python -c "import cvkit.train, torch, torchvision; \
+        print('cvkit on torch', torch.__version__, 'CUDA', torch.version.cuda, 'torchvision', torchvision.__version__)" \
     && cvkit-train --cfg job > /dev/null
 
 RUN (getent passwd 1000 > /dev/null || useradd --create-home --uid 1000 --shell /bin/bash cvkit) \

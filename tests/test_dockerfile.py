@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -65,18 +66,32 @@ def test_hadolint_finds_nothing(tmp_path: Path) -> None:
     assert findings == [] and result.returncode == 0, (result.returncode, findings, result.stderr)
 
 
-def test_base_is_a_pinned_official_cuda_pytorch_runtime() -> None:
+def test_base_is_the_python_ci_tests() -> None:
+    """The official slim Python image of the version pyproject's classifiers name (the one CI tests)."""
     (base,) = arguments_of("FROM")
     image, _, tag = base.partition(":")
-    assert image == "pytorch/pytorch"
-    assert re.fullmatch(r"\d+\.\d+\.\d+-cuda\d+\.\d+-cudnn\d+-runtime", tag), tag
+    assert image == "python"
+    match = re.fullmatch(r"(\d+\.\d+)(\.\d+)?-slim(-[a-z]+)?", tag)
+    assert match, tag
+    classifiers = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["classifiers"]
+    assert f"Programming Language :: Python :: {match.group(1)}" in classifiers
 
 
-def test_installs_the_package_non_editable_keeping_the_base_torch() -> None:
-    (install,) = [run for run in arguments_of("RUN") if "pip install" in run]
-    assert re.search(r"pip install --no-cache-dir .*--constraint \S+ \.(\s|$)", install), install
-    assert " -e " not in install and "--editable" not in install
-    assert "torch" in install and "torchvision" in install  # the constraints pin the base image's builds
+def test_installs_torch_and_the_package_from_the_tested_set() -> None:
+    """torch and torchvision at constraints.txt's pins, then cvkit non-editable with every extra but dev, both under
+    the constraints: the image holds the set CI tests."""
+    installs = [run for run in arguments_of("RUN") if "pip install" in run]
+    assert len(installs) == 2, installs
+    assert all(re.search(r"pip install --no-cache-dir --constraint constraints\.txt ", run) for run in installs)
+    torch_install, package_install = installs
+    assert "grep -i -E '^(torch|torchvision)==' constraints.txt > /tmp/torch.txt" in torch_install
+    assert "--requirement /tmp/torch.txt" in torch_install and "torch.version.cuda" in torch_install
+    extras = re.search(r'--constraint constraints\.txt "\.\[([a-z,]+)\]"(\s|$)', package_install)
+    assert extras, package_install
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(extras.group(1).split(",")) == set(declared) - {"dev"}  # every extra users get, not the dev tools
+    assert " -e " not in package_install and "--editable" not in package_install
+    assert "COPY constraints.txt ./" in [f"COPY {arguments}" for arguments in arguments_of("COPY")]
 
 
 def test_entry_point_workdir_volumes_and_user() -> None:
@@ -102,6 +117,14 @@ def test_copied_sources_exist_and_are_not_dockerignored() -> None:
             assert (REPO / name).exists(), f"the Dockerfile copies {name}, which is not in the repository"
             dropped = [pattern for pattern in ignored if fnmatch.fnmatch(name, pattern)]
             assert not dropped, f".dockerignore drops {name} ({dropped})"
+
+
+def test_copies_the_files_pyproject_names() -> None:
+    """The readme and the license files go into the package's metadata: without them in the image, its pip install
+    fails."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    copied = {source.rstrip("/") for copy in arguments_of("COPY") for source in copy.split()[:-1]}
+    assert {project["readme"], *project["license-files"]} <= copied
 
 
 def test_documented_user_config_dir_is_found_by_cvkit_train(tmp_path: Path) -> None:

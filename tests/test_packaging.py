@@ -1,14 +1,18 @@
 """What a fresh install gets: every subpackage in the wheel, every imported package declared, the installed
-versions within the declared bounds, and the tested set (constraints.txt) within them too."""
+versions within the declared bounds, and the tested set (constraints.txt) within them too; the distribution's
+name, version, license and Python versions."""
 
 import ast
+import re
 import sys
 import tomllib
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+import cvkit
 from tests.helpers.paths import REPO
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -76,3 +80,27 @@ def test_the_tested_set_is_within_the_declared_bounds() -> None:
         assert requirement.specifier.contains(pinned[name]), (
             f"constraints.txt: {name}=={pinned[name]} is not {requirement}"
         )
+
+
+def test_the_installed_cvkit_is_this_distribution() -> None:
+    """`import cvkit` comes from the distribution pyproject names (on PyPI "cvkit" is another project), at its
+    version; an environment installed before a rename still has the old name: pip install -e . again."""
+    name = PYPROJECT["project"]["name"]
+    assert [canonicalize_name(d) for d in packages_distributions()["cvkit"]] == [canonicalize_name(name)]
+    assert version(name) == PYPROJECT["project"]["version"] == cvkit.__version__
+
+
+def test_the_license_file_is_the_declared_license() -> None:
+    (license_file,) = PYPROJECT["project"]["license-files"]
+    assert PYPROJECT["project"]["license"] == "MIT"
+    assert (REPO / license_file).read_text().startswith("MIT License\n\nCopyright (c) 2026 the cvkit authors\n")
+
+
+def test_the_python_classifiers_include_the_floor() -> None:
+    """The classifiers name the Python versions CI tests (3.11 only, for now): requires-python's floor among them,
+    and none it excludes."""
+    pattern = re.compile(r"Programming Language :: Python :: (3\.\d+)")
+    listed = [m.group(1) for c in PYPROJECT["project"]["classifiers"] if (m := pattern.fullmatch(c))]
+    requires_python = PYPROJECT["project"]["requires-python"]
+    assert requires_python.removeprefix(">=") in listed
+    assert all(SpecifierSet(requires_python).contains(f"{minor}.0") for minor in listed)
