@@ -8,7 +8,8 @@ Four settings, the same number of epochs, several seeds each (B = small batch, k
 Each run is composed from cvkit's configs with Hydra's compose API and trained by ``cvkit.train.train``
 into its own folder under ``--out``. The error is 1 - top-1 accuracy of the final weights (no checkpoint
 selection) on the test split (for digits, 20% of the images held out by ``data.test_fraction``). Prints a table,
-writes ``--json``, plots the LR of every step (from each run's TensorBoard events). See docs/large_batch.md.
+writes ``--json`` (with the date, commit, machine and versions), plots the LR of every step (from each run's
+TensorBoard events). See docs/large_batch.md.
 
     python scripts/goyal_table.py --out outputs/goyal_table --json docs/large_batch.json --plot docs/large_batch_lr.png
     python scripts/goyal_table.py --dataset fashion_mnist --jobs 2 --out outputs/goyal_fashion \
@@ -42,6 +43,13 @@ from rich.console import Console
 from rich.table import Table
 
 from cvkit.train import train
+
+# The results writer the benchmarks share (scripts/ is no package); the path entry goes again, since tests import
+# this script into their own process, where the benchmarks' module names must not shadow others.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
+from common import write_results
+
+sys.path.pop(0)
 
 SETTINGS = {
     "a": "batch B, lr",
@@ -323,10 +331,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_table(table, grid, split)
     plot_lr(runs, args.plot or args.out / "lr_curves.png")
     result = {"grid": asdict(grid), "split": split, "table": table, "runs": runs}
-    if args.json:  # the LR curves stay in the runs' event files
-        written = {**result, "runs": [{k: v for k, v in r.items() if k != "lr_curve"} for r in runs]}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(written, indent=1))
+    # The LR curves stay in the runs' event files; the JSON records the date, commit, machine and versions too.
+    machine = {"torch_threads_per_run": args.threads, "runs_at_a_time": args.jobs}
+    written = {**result, "runs": [{k: v for k, v in r.items() if k != "lr_curve"} for r in runs]}
+    write_results(args.json, {**written, "machine": machine})
     return result
 
 

@@ -1,10 +1,14 @@
 """Smoke runs of the end-to-end benchmark scripts (scripts/benchmarks/): they run, and their JSON holds every
-row. Speed is what the scripts measure, not what the tests check."""
+row, with the date, commit, machine and versions. Speed is what the scripts measure, not what the tests check."""
 
+import importlib.util
 import json
+import platform
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -53,6 +57,33 @@ def test_the_decode_benchmark_times_every_reader(bccd_voc: Path, tmp_path: Path)
 def test_the_layout_benchmark_times_both_layouts(tmp_path: Path) -> None:
     settings = ["--workloads", "resnet18", "--steps", "1", "--repeats", "1", "--json", str(tmp_path / "layout.json")]
     run("layout.py", *settings)
-    rows = json.loads((tmp_path / "layout.json").read_text())["rows"]
+    report = json.loads((tmp_path / "layout.json").read_text())
+    assert {"date", "commit", "machine", "versions"} <= set(report) and report["machine"]["threads"] >= 1
+    rows = report["rows"]
     assert [row["figure"] for row in rows] == ["train step", "eval forward"]
     assert all(row["default_ms"] > 0 and row["channels_last_ms"] > 0 for row in rows)
+
+
+def benchmarks_common() -> ModuleType:
+    """scripts/benchmarks/common.py as a module, under a name of its own (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("benchmarks_common", BENCHMARKS / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_results_record_date_commit_machine_and_versions() -> None:
+    report = benchmarks_common().stamped({"machine": {"threads": 3}, "versions": {"torch_cuda": "13.0"}, "rows": []})
+    assert list(report) == ["date", "commit", "machine", "versions", "rows"]
+    assert report["commit"] == "unknown" or len(report["commit"].removesuffix("+changes")) == 40
+    assert report["machine"]["threads"] == 3 and report["machine"]["cpu_count"] >= 1 and "gpus" in report["machine"]
+    assert report["versions"]["python"] == platform.python_version()
+    assert report["versions"]["torch"] == version("torch") and report["versions"]["torch_cuda"] == "13.0"
+
+
+def test_every_script_writing_results_records_them() -> None:
+    """Every script under scripts/ with a --json option writes it through common.py's write_results or stamped."""
+    writers = [path for path in (REPO / "scripts").rglob("*.py") if '"--json"' in path.read_text()]
+    assert len(writers) >= 7, writers
+    unstamped = [str(p) for p in writers if "write_results(" not in p.read_text() and "stamped(" not in p.read_text()]
+    assert unstamped == []

@@ -1,5 +1,6 @@
-"""What the benchmark scripts share: the machine they ran on, cvkit's composed config, a markdown table and
-the JSON results file."""
+"""What the scripts that measure share: the provenance every JSON results file records (`stamped`: the date, the
+commit, the machine and the versions; the benchmarks, scripts/goyal_table.py), cvkit's composed config and a
+markdown table."""
 
 from __future__ import annotations
 
@@ -7,10 +8,24 @@ import datetime
 import os
 import platform
 import subprocess
-from collections.abc import Sequence
-from importlib.metadata import version
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 from typing import Any
+
+# The packages whose versions decide the figures; cvkit's own is recorded too, under its distribution's name.
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "pytorch-lightning",
+    "torchmetrics",
+    "timm",
+    "albumentations",
+    "opencv-python-headless",
+    "pillow",
+    "numpy",
+    "onnxruntime",
+)
 
 
 def cpu_name() -> str:
@@ -23,16 +38,39 @@ def cpu_name() -> str:
     return platform.processor() or "cpu"
 
 
+def gpus() -> list[str]:
+    """The NVIDIA GPUs of the machine with their driver, as nvidia-smi lists them (none without it); CUDA is not
+    initialised, so a script that forks loader workers afterwards is unaffected."""
+    query = ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
+    try:
+        listed = subprocess.run(query, capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [", ".join(field.strip() for field in line.split(",")) for line in listed.splitlines() if line.strip()]
+
+
 def machine() -> dict[str, Any]:
-    """The CPU, its core count and the versions that decide the figures."""
-    packages = ("torch", "torchvision", "timm", "pytorch-lightning", "albumentations", "opencv-python-headless")
-    versions = {}
-    for package in packages:
+    """The CPU, its core count and the cores this process may use, the GPUs and the operating system."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": usable,
+        "gpus": gpus(),
+        "os": platform.platform(),
+    }
+
+
+def versions() -> dict[str, str | None]:
+    """Python's version, cvkit's (its distribution found by the import name) and those of PACKAGES (None: not
+    installed)."""
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for package in [*packages_distributions().get("cvkit", ["cvkit"])[:1], *PACKAGES]:
         try:
-            versions[package] = version(package)
-        except Exception:  # a package not installed under that name
-            versions[package] = None
-    return {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(), **versions}
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return found
 
 
 def cvkit_config(*overrides: str) -> Any:
@@ -66,12 +104,24 @@ def commit() -> str:
     return head.stdout.strip() + ("+changes" if changed.stdout.strip() else "")
 
 
-def write_results(path: Path | None, results: dict[str, Any]) -> None:
-    """Write `results` as JSON to `path` (nothing when None), with the date and the commit, and say where."""
+def stamped(results: Mapping[str, Any]) -> dict[str, Any]:
+    """`results` after what every results file records: ``date`` (local time, with its UTC offset), ``commit``,
+    ``machine`` and ``versions``. A ``machine`` or ``versions`` dict in `results` adds to those recorded (the device
+    or thread count a script used, torch's CUDA version)."""
+    stamp = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "commit": commit(),
+        "machine": machine() | dict(results.get("machine", {})),
+        "versions": versions() | dict(results.get("versions", {})),
+    }
+    return stamp | {key: value for key, value in results.items() if key not in stamp}
+
+
+def write_results(path: Path | None, results: Mapping[str, Any]) -> None:
+    """Write `results`, `stamped`, as JSON to `path` (nothing when None), and say where."""
     if path is None:
         return
     from cvkit.console import write_json
 
-    stamped = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": commit(), **results}
-    write_json(path, stamped)
+    write_json(path, stamped(results))
     print(f"written: {path}")

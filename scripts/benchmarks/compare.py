@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, print_table, write_results
+from common import print_table, write_results
 
 BASELINES = Path(__file__).resolve().parent / "baselines"
 SMOKE_CVKIT = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2"]
@@ -152,7 +152,7 @@ def main() -> None:
     print_table(
         f"Whole commands, {args.repeats} alternating runs each{' (smoke)' if args.smoke else ''}", headers, rows
     )
-    write_results(args.json, {"machine": machine(), "settings": vars(args), "results": results})
+    write_results(args.json, {"settings": vars(args), "results": results})
 
 
 if __name__ == "__main__":

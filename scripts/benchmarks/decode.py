@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, print_table, write_results
+from common import print_table, write_results
 
 from cvkit.data.images import read_rgb
 
@@ -72,7 +72,7 @@ def main() -> None:
         [[Path(r["folder"]).name + f" ({r['files']} files, {r['first_size'][0]}x{r['first_size'][1]})", r["reader"],
           "x".join(map(str, r["decoded_shape"][:2])), f"{r['median_ms']:.2f}", f"{r['speedup']:.2f}"] for r in rows],
     )  # fmt: skip
-    write_results(args.json, {"machine": machine(), "settings": vars(args), "rows": rows})
+    write_results(args.json, {"settings": vars(args), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -46,10 +46,10 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-import pytorch_lightning as pl
 import timm
 import torch
 import torch.nn.functional as F
+from common import stamped
 from gpu_plugins import DeviceBatches, StepTimer, synchronize
 from hydra import compose, initialize_config_module
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_dataset, create_loader
@@ -457,11 +457,12 @@ def device_name(device: torch.device) -> str:
 
 
 def run_facts(args: argparse.Namespace, settings: Settings, device: torch.device, jpeg: dict[str, Any]) -> dict:
-    """What the JSON says besides the rows: the machine, versions, settings and what is measured."""
-    return {
+    """What the JSON says besides the rows: the date, commit, machine (and the device used), versions (and torch's
+    CUDA and cuDNN), settings and what is measured."""
+    facts = {
         "dry_run": args.dry_run,
-        "device": device_name(device),
-        "versions": {"torch": torch.__version__, "timm": timm.__version__, "lightning": pl.__version__},
+        "machine": {"device": device_name(device)},
+        "versions": {"torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()},
         "cvkit": str(Path(cvkit.__file__).parent),
         "settings": asdict(settings),
         "jpeg": jpeg,
@@ -469,6 +470,7 @@ def run_facts(args: argparse.Namespace, settings: Settings, device: torch.device
         "synchronisations; cvkit rows are timed inside the cvkit-train process by a callback (gpu_plugins.StepTimer), "
         "their wall_s is the whole process (start-up, warm-up, compile, steps, checkpoint)",
     }
+    return stamped(facts)
 
 
 def write_json(path: Path, facts: dict[str, Any], rows: list[Row], clock: Clock) -> None:
@@ -504,8 +506,9 @@ def main() -> None:
     with TemporaryDirectory(prefix="cvkit-gpu-bench-") as work:
         tree = Path(work) / "jpeg-tree"
         facts = run_facts(args, settings, device, build_tree(args.jpeg_dir, tree, settings))
-        versions = ", ".join(f"{name} {version}" for name, version in facts["versions"].items())
-        print(f"[{clock.elapsed():6.1f} s] {facts['device']}; {versions}; {facts['jpeg']}; writing {json_path}")
+        versions = ", ".join(f"{name} {facts['versions'][name]}" for name in ("torch", "torch_cuda", "timm"))
+        device = facts["machine"]["device"]
+        print(f"[{clock.elapsed():6.1f} s] {device}; {versions}; {facts['jpeg']}; writing {json_path}")
         bench = Bench(settings, device, tree, clock)
         for row in planned_rows():
             rows.append(bench.run(row))

@@ -18,8 +18,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,10 +37,9 @@ from rich.table import Table
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_name
+from common import cpu_name, write_results
 
 import cvkit
-from cvkit.console import write_json
 from cvkit.data.transforms import parse_image_size
 from cvkit.inference.export import write_onnx
 from cvkit.inference.kinds import inference_kind
@@ -166,11 +163,7 @@ def main() -> None:
 
     machine = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-        "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "python": platform.python_version(),
     }
     table = Table(title=f"inference on {machine['device']} ({machine['threads']} threads)")
     for column in ("model", "input", "batch", "backend", "median ms", "p95 ms", "images/s", "first run s"):
@@ -179,8 +172,9 @@ def main() -> None:
         cells = (row["median_ms"], row["p95_ms"], row["images_per_s"], row["first_s"])
         table.add_row(row["model"], row["input"], str(row["batch"]), row["backend"], *(f"{v:.1f}" for v in cells))
     Console(width=140).print(table)
-    write_json(args.json, {"machine": machine, "settings": vars(args) | {"json": str(args.json)}, "rows": rows})
-    print(f"written: {args.json}")
+    settings = vars(args) | {"json": str(args.json)}
+    cuda = {"torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+    write_results(args.json, {"machine": machine, "versions": cuda, "settings": settings, "rows": rows})
 
 
 if __name__ == "__main__":

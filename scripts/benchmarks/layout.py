@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cvkit_config, machine, print_table, write_results
+from common import cvkit_config, print_table, write_results
 
 from cvkit.models.networks import classification_network, detection_network, segmentation_network
 
@@ -141,7 +141,7 @@ def main() -> None:
         for r in rows
     ]  # fmt: skip
     print_table(f"Channels-last against the default layout, {torch.get_num_threads()} threads", headers, table)
-    write_results(args.json, {"machine": machine(), "settings": vars(args), "rows": rows})
+    write_results(args.json, {"machine": {"threads": torch.get_num_threads()}, "settings": vars(args), "rows": rows})
 
 
 if __name__ == "__main__":

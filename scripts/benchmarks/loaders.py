@@ -38,7 +38,7 @@ from torchvision.transforms import v2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "baselines"))
 from classification import loaders as plain_loaders
-from common import cvkit_config, machine, print_table, write_results
+from common import cvkit_config, print_table, write_results
 
 from cvkit.builders import build_datamodule
 
@@ -135,7 +135,7 @@ def main() -> None:
             for r in rows
         ],
     )
-    write_results(args.json, {"machine": machine(), "settings": vars(args), "rows": rows})
+    write_results(args.json, {"settings": vars(args), "rows": rows})
 
 
 if __name__ == "__main__":
