@@ -8,6 +8,9 @@ torchvision's own dataset classes, and cvkit's loaders.
 
 from __future__ import annotations
 
+import http.server
+import threading
+from functools import partial
 from pathlib import Path
 from urllib.error import URLError
 
@@ -258,3 +261,30 @@ def test_cvkit_train_runs_on_mnist_files(tmp_path: Path) -> None:
     assert_exit(result, 0)
     metrics = read_metrics(run_dir)
     assert "test/acc" in metrics and 0.0 <= metrics["test/acc"] <= 1.0
+
+
+@pytest.fixture
+def local_mirror(data_root: Path):
+    """An HTTP server on localhost serving the real Fashion-MNIST files, as torchvision's mirror does; yields
+    its address. CI machines have no internet, and tests fetch nothing from it."""
+    folder = data_root / "FashionMNIST" / "raw"
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_fetches_the_files_with_torchvisions_downloader(
+    local_mirror: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data.download=true into an empty data.root: torchvision's own download (URL, MD5 check, unpacking) fetches
+    Fashion-MNIST's four files, here from a local mirror of the real files, and cvkit reads all 70,000 images."""
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "mirrors", [local_mirror])
+    root = tmp_path / "data"
+    sizes = datamodule_for("fashion_mnist", root, tmp_path / "run", "data.download=true").split_sizes()
+    assert sizes["train"] + sizes["val"] == 60_000 and sizes["test"] == 10_000
+    fetched = sorted(path.name for path in (root / "FashionMNIST" / "raw").glob("*.gz"))
+    assert fetched == sorted(name for name, _ in torchvision.datasets.FashionMNIST.resources)
