@@ -1,4 +1,4 @@
-"""The console scripts as a user runs them: the README's commands, sweeps, eval, and bad input."""
+"""The console scripts as a user runs them: the documented commands, sweeps, eval, and bad input."""
 
 import shutil
 from pathlib import Path
@@ -30,7 +30,7 @@ def test_default_command_trains_digits_to_95_percent(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def bccd_run(bccd_cells: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The README's acceptance command on the real blood-cell crops."""
+    """The acceptance command of docs/data.md on the real blood-cell crops."""
     run_dir = tmp_path_factory.mktemp("bccd") / "run"
     readme_command = [
         "data=imagefolder",
