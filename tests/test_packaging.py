@@ -4,15 +4,19 @@ name, version, license and Python versions."""
 
 import ast
 import re
+import subprocess
 import sys
 import tomllib
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
+from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 import cvkit
+from tests.helpers.cli import cli_env
 from tests.helpers.paths import REPO
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -104,3 +108,46 @@ def test_the_python_classifiers_include_the_floor() -> None:
     requires_python = PYPROJECT["project"]["requires-python"]
     assert requires_python.removeprefix(">=") in listed
     assert all(SpecifierSet(requires_python).contains(f"{minor}.0") for minor in listed)
+
+
+@pytest.fixture(scope="module")
+def regular_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cvkit installed as ``pip install .`` installs it, from a built wheel (not this editable checkout), into a
+    folder of its own; its dependencies are the test environment's."""
+    target = tmp_path_factory.mktemp("site-packages")
+    pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet"]
+    subprocess.run([*pip, "--target", str(target), str(REPO)], check=True, capture_output=True, timeout=600)
+    return target
+
+
+def run_installed(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``cvkit-train ARGS`` of the regular install in `site` (ahead of the editable one on the path)."""
+    script = "import sys, cvkit, cvkit.cli; print('cvkit from', cvkit.__file__); sys.exit(cvkit.cli.train_main())"
+    env = {**cli_env(), "PYTHONPATH": str(site)}
+    command = [sys.executable, "-c", script, *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_a_regular_install_answers_help_composes_and_sweeps_with_optuna(regular_install: Path, tmp_path: Path) -> None:
+    """In a regular install Hydra's plugin scan finds and executes cvkit's Optuna sweeper itself (an editable one
+    hides it): `--help`, a plain run's config and an Optuna sweep must all work there too. Both crashed once,
+    where the editable install the suite runs in did not (a recursion at start, a dataclass without module)."""
+    help_text = run_installed(regular_install, "--help", cwd=tmp_path)
+    assert help_text.returncode == 0 and "config groups" in help_text.stdout, help_text.stderr[-2000:]
+    assert f"cvkit from {regular_install}" in help_text.stdout
+    assert run_installed(regular_install, "--cfg", "job", cwd=tmp_path).returncode == 0
+    sweep = run_installed(
+        regular_install,
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=1",
+        "optimizer.lr=interval(0.01,0.1)",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "scheduler.warmup_epochs=0",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
+    assert sweep.returncode == 0, (sweep.stdout + sweep.stderr)[-3000:]
+    assert "best_value" in (tmp_path / "sweep" / "optimization_results.yaml").read_text()

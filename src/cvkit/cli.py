@@ -215,8 +215,17 @@ def _checkpoint_file_argument(argument: str) -> str:
 
 
 def _use_optuna_sweeper() -> None:
-    """Register ``hydra/sweeper=optuna`` with Hydra (an editable install hides the plugin from Hydra's search)."""
-    from hydra_plugins.cvkit_optuna_sweeper import optuna_sweeper  # noqa: F401
+    """Make ``hydra/sweeper=optuna`` available: Hydra's plugin scan finds cvkit's sweeper in a regular install,
+    not in an editable one, which it is registered for here."""
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    plugins = Plugins.instance()  # the first call scans hydra_plugins
+    scanned = [found.__module__ for found in plugins.discover(Sweeper)]
+    if "hydra_plugins.cvkit_optuna_sweeper.optuna_sweeper" not in scanned:
+        from hydra_plugins.cvkit_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+        plugins.register(OptunaSweeper)
 
 
 def train_main() -> None:

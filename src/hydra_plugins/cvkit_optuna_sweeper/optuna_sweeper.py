@@ -1,8 +1,11 @@
 """``-m hydra/sweeper=optuna``: hyper-parameter search with Optuna's ask/tell, one cvkit training job per trial.
 
 Hydra's own Optuna plugin pins optuna below 3 (a 2021 release); this sweeper is a thin layer over current
-Optuna instead. Hydra finds it in the ``hydra_plugins`` package, and cvkit's entry points import it as
-well (an editable install hides it from Hydra's search).
+Optuna instead. In a regular install Hydra finds it by scanning the ``hydra_plugins`` package; an editable
+install hides it from that scan, and cvkit's entry points register it then (:func:`cvkit.cli`). Hydra's
+scan executes this module on its own, without an entry in ``sys.modules`` and again on every scan, so it
+must neither touch ``Plugins`` at import (that starts a scan inside the scan) nor postpone its annotations
+(``from __future__ import annotations``: the dataclass below then looks its module up in ``sys.modules``).
 
 The search space is written in Hydra's sweep syntax, on the command line or under
 ``hydra.sweeper.params``: ``interval(a, b)`` (a float, or an int when both ends are ints),
@@ -13,8 +16,6 @@ sweeper's process) samples; a DDP job's processes all run the same command line,
 same values. After each validation a trial reports the metric and may be pruned
 (:mod:`cvkit.callbacks.pruning`).
 """
-
-from __future__ import annotations
 
 import logging
 import math
@@ -171,6 +172,3 @@ class OptunaSweeper(Sweeper):
         log.info(
             "best %s: %s with %s (%s)", self.config.task.monitor, results["best_value"], results["best_params"], path
         )
-
-
-Plugins.instance().register(OptunaSweeper)  # for installs whose hydra_plugins Hydra's scan cannot see (editable)
