@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 # oneDNN's AMX bf16 kernels (torch 2.14.1, a KVM Xeon with amx_bf16) turned 18 of 180 identical bf16 training
-# runs NaN (scripts/diagnostics/bf16_repeatability.py; docs/benchmarks.md, "Speed"); capped at AVX-512 BF16, 0 of 140. Set
-# before torch loads: the bf16 tests check where precision lands, not that kernel.
+# runs NaN (scripts/diagnostics/bf16_repeatability.py; docs/benchmarks.md, "Speed"); capped at AVX-512 BF16, 0 of
+# 140. Set before torch loads: the bf16 tests check where precision lands, not that kernel.
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
 
 import pytest
