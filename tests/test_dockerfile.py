@@ -78,8 +78,8 @@ def test_base_is_the_python_ci_tests() -> None:
 
 
 def test_installs_torch_and_the_package_from_the_tested_set() -> None:
-    """torch and torchvision at constraints.txt's pins, then cvkit non-editable with every extra but dev, both under
-    the constraints: the image holds the set CI tests."""
+    """torch and torchvision at constraints.txt's pins, then cvkit non-editable with every extra but dev and docs,
+    both under the constraints: the image holds the set CI tests."""
     installs = [run for run in arguments_of("RUN") if "pip install" in run]
     assert len(installs) == 2, installs
     assert all(re.search(r"pip install --no-cache-dir --constraint constraints\.txt ", run) for run in installs)
@@ -89,7 +89,7 @@ def test_installs_torch_and_the_package_from_the_tested_set() -> None:
     extras = re.search(r'--constraint constraints\.txt "\.\[([a-z,]+)\]"(\s|$)', package_install)
     assert extras, package_install
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert set(extras.group(1).split(",")) == set(declared) - {"dev"}  # every extra users get, not the dev tools
+    assert set(extras.group(1).split(",")) == set(declared) - {"dev", "docs"}  # every extra users run, no dev tools
     assert " -e " not in package_install and "--editable" not in package_install
     assert "COPY constraints.txt ./" in [f"COPY {arguments}" for arguments in arguments_of("COPY")]
 

@@ -507,8 +507,8 @@ def main() -> None:
         tree = Path(work) / "jpeg-tree"
         facts = run_facts(args, settings, device, build_tree(args.jpeg_dir, tree, settings))
         versions = ", ".join(f"{name} {facts['versions'][name]}" for name in ("torch", "torch_cuda", "timm"))
-        device = facts["machine"]["device"]
-        print(f"[{clock.elapsed():6.1f} s] {device}; {versions}; {facts['jpeg']}; writing {json_path}")
+        used = facts["machine"]["device"]
+        print(f"[{clock.elapsed():6.1f} s] {used}; {versions}; {facts['jpeg']}; writing {json_path}")
         bench = Bench(settings, device, tree, clock)
         for row in planned_rows():
             rows.append(bench.run(row))
