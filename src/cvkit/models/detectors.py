@@ -29,6 +29,7 @@ from cvkit.models.backbones import create_feature_extractor
 
 PYRAMID_STRIDES = (8, 16, 32)
 DETECTORS = ("fasterrcnn", "retinanet", "fcos", "ssdlite")
+TWO_STAGE_BOX_ROI = 7  # the box head's RoIAlign size, torchvision's for Faster and Mask R-CNN
 
 
 class SimplePyramid(nn.Module):
@@ -132,6 +133,25 @@ def level_strides(detector: str) -> list[int]:
     return [*PYRAMID_STRIDES, *extra]
 
 
+def anchor_generator(
+    anchor_sizes: Sequence[float] | None, aspect_ratios: Sequence[float], strides: Sequence[int], model: str
+) -> AnchorGenerator:
+    """One anchor size per pyramid level of `strides` (default 4 x the level's stride), each with every aspect
+    ratio; `model` names the network in the error when the sizes do not match the levels."""
+    sizes = list(anchor_sizes) if anchor_sizes is not None else [4 * s for s in strides]
+    if len(sizes) != len(strides):
+        raise CvkitError(
+            f"task.model.anchor_sizes has {len(sizes)} sizes but {model} predicts from {len(strides)} levels "
+            f"(strides {list(strides)}); give one size per level"
+        )
+    return AnchorGenerator(tuple((s,) for s in sizes), (tuple(aspect_ratios),) * len(sizes))
+
+
+def roi_align(output_size: int) -> MultiScaleRoIAlign:
+    """RoIAlign over the four FPN levels of a two-stage network (strides 8 to 64), as torchvision's R-CNNs pool."""
+    return MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=output_size, sampling_ratio=2)
+
+
 def build_detector(
     *,
     detector: str,
@@ -157,25 +177,18 @@ def build_detector(
     if detector not in DETECTORS:
         raise CvkitError(f"task.model.detector={detector!r} is not one of {list(DETECTORS)}")
     strides = level_strides(detector)
-    sizes = list(anchor_sizes) if anchor_sizes is not None else [4 * s for s in strides]
-    if len(sizes) != len(strides):
-        raise CvkitError(
-            f"task.model.anchor_sizes has {len(sizes)} sizes but {detector} predicts from {len(strides)} levels "
-            f"(strides {strides}); give one size per level"
-        )
+    anchors = anchor_generator(anchor_sizes, aspect_ratios, strides, detector)
     extra = LastLevelMaxPool() if detector in ("fasterrcnn", "ssdlite") else LastLevelP6P7(256, 256)
     body = build_pyramid_backbone(**backbone, freeze_bn=freeze_bn, extra_blocks=extra)
     common = {"image_mean": list(image_mean), "image_std": list(image_std), "num_classes": num_classes + 1}
     resize = {"min_size": min_size, "max_size": max_size}
-    anchors = AnchorGenerator(tuple((s,) for s in sizes), (tuple(aspect_ratios),) * len(sizes))
     if detector == "fasterrcnn":
-        roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
         return FasterRCNN(
             body,
             **common,
             **resize,
             rpn_anchor_generator=anchors,
-            box_roi_pool=roi_pool,
+            box_roi_pool=roi_align(TWO_STAGE_BOX_ROI),
             box_score_thresh=score_thresh,
             box_nms_thresh=nms_thresh,
             box_detections_per_img=detections_per_img,
