@@ -1,10 +1,12 @@
-"""``cvkit-data``: check a detection dataset before training, or convert it between COCO, VOC and YOLO.
+"""``cvkit-data``: check a detection or instance segmentation dataset before training, or convert it between
+COCO, VOC and YOLO.
 
 The dataset is named with the overrides a training run takes (``data=voc data.root=...``), composed from the
 same configs and read by the same data module, so that what is checked is what training will read::
 
     cvkit-data check data=voc data.root=../shared/data/BCCD --json bccd_report.json
     cvkit-data convert data=voc data.root=../shared/data/BCCD --to yolo --out bccd_yolo
+    cvkit-data convert data=yolo_seg data.dataset=cells/data.yaml --to coco --out cells_coco
 
 ``check`` exits with 0 when it finds no problem and 1 when it does; bad input (a config error, a missing
 folder) exits with 2, as the other commands do. More in docs/detection.md.
@@ -31,7 +33,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         prog="cvkit-data", description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="decode every image, check every box, count classes and sizes")
+    check = commands.add_parser("check", help="decode every image, check every box and mask, count classes and sizes")
     check.add_argument("--json", type=Path, help="also write the report to this JSON file")
     check.add_argument("--workers", type=int, default=4, help="threads decoding images (default 4)")
     convert = commands.add_parser("convert", help="write the dataset in another layout, images included")
@@ -44,13 +46,15 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 
 def load_datamodule(overrides: list[str]) -> Any:
-    """The set-up detection data module that ``cvkit-train task=detection <overrides>`` would train on."""
+    """The set-up detection (or instance segmentation) data module that ``cvkit-train`` would train on with
+    `overrides`."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import MissingMandatoryValue
 
     from cvkit.builders import data_configs_for, instantiate_at
     from cvkit.data.detection import DetectionDataModule
+    from cvkit.data.instances import InstanceSegmentationDataModule
 
     try:
         with initialize_config_module(config_module="cvkit.configs", version_base="1.3"):
@@ -61,9 +65,11 @@ def load_datamodule(overrides: list[str]) -> Any:
     except HydraException as err:
         raise CvkitError(f"the overrides {overrides} do not compose: {err}") from err
     if not isinstance(datamodule, DetectionDataModule):
+        instances = data_configs_for(InstanceSegmentationDataModule)
+        boxes = [name for name in data_configs_for(DetectionDataModule) if name not in instances]
         raise CvkitError(
             f"cvkit-data reads detection data, and data ({type(datamodule).__name__}) is not: choose "
-            f"data={'|'.join(data_configs_for(DetectionDataModule))}"
+            f"data={'|'.join(boxes)}, or data={'|'.join(instances)} for instance segmentation"
         )
     datamodule.setup("fit")
     return datamodule

@@ -165,7 +165,11 @@ def wrong_rle_size(content: dict) -> None:
     ("change", "message"),
     [
         (boxes_only, "annotation 1 \\(image 100\\) has no segmentation; data=coco_seg needs polygons"),
-        (short_polygon, "annotation 1 \\(image 100\\) has a polygon \\[1.0, 2.0, 3.0, 4.0\\]; expected polygons"),
+        (
+            short_polygon,
+            "annotation 1 \\(image 100\\) has a polygon of 2 point\\(s\\) \\[1.0, 2.0, 3.0, 4.0\\]; "
+            "a polygon needs at least 3",
+        ),
         (wrong_rle_size, "annotation 1 \\(image 100\\) has an RLE of size \\[100, 100\\], but its image is 360x480"),
     ],
 )

@@ -3,6 +3,7 @@ copies of them that tests build (and damage) in their temporary folders."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -59,3 +60,22 @@ def voc_subset(bccd_voc: Path, root: Path, ids: list[str], splits=("train", "val
     for split in splits:
         (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{image_id}\n" for image_id in ids))
     return root
+
+
+def coco_subset(coco128: Path, path: Path, image_ids: list[int], all_categories: bool = True) -> Path:
+    """A COCO instances file at `path` with the real coco128 file's entries of `image_ids` (in that order), the
+    annotations of those images and all its categories (or only theirs); its images stay in the real folder."""
+    content = json.loads((coco128 / "annotations" / "instances_train2017.json").read_text())
+    images = {image["id"]: image for image in content["images"]}
+    chosen = set(image_ids)
+    subset = {
+        **content,
+        "images": [images[image_id] for image_id in image_ids],
+        "annotations": [a for a in content["annotations"] if a["image_id"] in chosen],
+    }
+    if not all_categories:
+        used = {a["category_id"] for a in subset["annotations"]}
+        subset["categories"] = [c for c in content["categories"] if c["id"] in used]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(subset))
+    return path

@@ -4,7 +4,8 @@ Every image of every split is decoded (as training would), and its size compared
 every box is checked against its image. The report counts images, objects and classes per split, lists the
 image sizes, and names each problem with its file: unreadable images, sizes that differ from the
 annotation, boxes the data module leaves out of training (no area, or none inside the image), boxes partly
-outside their image, images in more than one split, and classes without training objects.
+outside their image, images in more than one split, and classes without training objects. Instance data's
+masks are decoded too: an empty mask, or one lying mostly outside its object's box, is named.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cvkit.data.detection.module import DetectionDataModule, DetectionRecord
+from cvkit.data.formats.coco import decode_segmentation
 from cvkit.data.images import CorruptImageError, read_rgb
 
 # How far (pixels) a box may reach past the image border before it is reported as partly outside: the
@@ -24,6 +28,9 @@ from cvkit.data.images import CorruptImageError, read_rgb
 BORDER_TOLERANCE = 1.0
 # COCO's object sizes by box area in pixels: small below 32^2, medium below 96^2, large above.
 BOX_SIZES = {"small": 32**2, "medium": 96**2, "large": float("inf")}
+# A mask with more than this share of its pixels outside its object's box (widened by BORDER_TOLERANCE) is
+# reported: it belongs to another object, or its coordinates are in other units (fractions of the image size).
+MASK_OUTSIDE_SHARE = 0.5
 
 
 @dataclass
@@ -65,6 +72,8 @@ PROBLEMS = {
     "size_differs_from_annotation": "images whose size differs from their annotation",
     "boxes_left_out_of_training": "boxes left out of training (no width or height, or none inside the image)",
     "boxes_partly_outside_image": "boxes reaching past their image's border (clipped for training)",
+    "empty_masks": "objects whose mask has no pixel (left out of training)",
+    "masks_outside_their_box": f"objects with over {MASK_OUTSIDE_SHARE:.0%} of their mask outside their box",
     "images_in_several_splits": "images in more than one split",
     "classes_without_train_objects": "classes with no object in the train split",
 }
@@ -138,6 +147,27 @@ def _check_record(
             box_text = ", ".join(f"{value:g}" for value in box)
             problems["boxes_partly_outside_image"].append(
                 f"{record.path}: {name} box [{box_text}] in a {width}x{height} image"
+            )
+    if record.segmentations is not None:
+        _check_masks(record, names, problems)
+
+
+def _check_masks(record: DetectionRecord, names: list[str], problems: dict[str, list[str]]) -> None:
+    """Name the objects of `record` whose mask is empty, or lies mostly outside their box."""
+    for number, (region, box, label) in enumerate(zip(record.segmentations, record.boxes, record.labels), 1):
+        mask = decode_segmentation(region, record.height, record.width)
+        what = f"{record.path}: object {number} ({names[label - 1]})"
+        pixels = int(mask.sum())
+        if not pixels:
+            problems["empty_masks"].append(f"{what} has a mask of no pixel")
+            continue
+        x0, y0 = (max(int(np.floor(value - BORDER_TOLERANCE)), 0) for value in box[:2])
+        x1, y1 = (int(np.ceil(value + BORDER_TOLERANCE)) for value in box[2:])
+        outside = 1 - mask[y0:y1, x0:x1].sum() / pixels
+        if outside > MASK_OUTSIDE_SHARE:
+            box_text = ", ".join(f"{value:g}" for value in box)
+            problems["masks_outside_their_box"].append(
+                f"{what}: {outside:.0%} of its mask is outside its box [{box_text}]"
             )
 
 

@@ -67,7 +67,13 @@ class CocoDetectionDataModule(CocoFiles, DetectionDataModule):
             train=~crowd,
             areas=np.array(areas, dtype=np.float64),
             file_name=image.entry["file_name"],
+            segmentations=self._segmentations(annotations, image, split),
         )
+
+    def _segmentations(self, annotations: list[dict[str, Any]], image: CocoImage, split: str) -> list[Any] | None:
+        """What each of `annotations` (of `image`, in the `split` file) contributes besides its box: nothing for
+        box detection; instance data reads each object's region."""
+        return None
 
     def _has_a_size(self, entry: dict[str, Any], image: CocoImage, split: str) -> bool:
         """Whether the box of annotation `entry` (of the `split` file) has no negative width or height: such a

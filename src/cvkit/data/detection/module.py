@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from cvkit.data.base import BaseDataModule
 from cvkit.data.batches import Batch, Unreadable, read_or_skip, split_unreadable
+from cvkit.data.formats.coco import Segmentation, decode_segmentation
 from cvkit.data.images import DECODE_ERRORS, read_rgb, stored_size
 from cvkit.data.transforms import build_detection_pipeline, seed_pipeline, unit_range
 from cvkit.errors import CvkitError
@@ -38,6 +39,8 @@ class DetectionRecord:
     train: np.ndarray  # bool [N]: the box is part of the training (and validation loss) targets
     areas: np.ndarray | None = None  # float64 [N]: the annotated areas; box areas when None
     file_name: str = field(default="")
+    # Instance data: each object's region as COCO writes it (polygons or an RLE, image pixels); None: boxes only
+    segmentations: list[Segmentation] | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
@@ -108,32 +111,69 @@ class DetectionDataset(Dataset):
         image = read_or_skip(lambda: read_rgb(record.path), index, self.strict, record.image_id)
         if isinstance(image, Unreadable):
             return image
-        boxes, labels = record.boxes[record.train], record.labels[record.train]
+        positions = np.flatnonzero(record.train)
+        boxes, labels = record.boxes[positions], record.labels[positions]
         height, width = image.shape[:2]
         if (width, height) != (record.width, record.height):
-            if record.path not in self._warned:
-                self._warned.add(record.path)
-                log.warning(
-                    "%s is %dx%d, but its annotation says %dx%d: its boxes are clipped to the image",
-                    record.path, width, height, record.width, record.height,
-                )  # fmt: skip
+            self._check_size(record, width, height)
             boxes, valid = clip_boxes(boxes, width, height)
-            boxes, labels = boxes[valid], labels[valid]
+            boxes, labels, positions = boxes[valid], labels[valid], positions[valid]
         if seed is not None:
             seed_pipeline(self.transform, seed)
-        out = self.transform(image=image, bboxes=boxes.astype(np.float32), labels=labels)
+        masks = self._masks(record, positions)
+        # The boxes' label field carries each object's position, so that its mask and label follow it
+        out = self.transform(image=image, bboxes=boxes.astype(np.float32), labels=np.arange(len(boxes)), **masks)
         if self.keep_size and tuple(out["image"].shape[1:]) != (height, width):
             raise CvkitError(
                 f"data.eval_transforms turned {record.path} ({width}x{height}) into "
                 f"{out['image'].shape[2]}x{out['image'].shape[1]}: evaluation needs the original size "
                 "(the detector resizes internally); remove resizing and cropping steps from data.eval_transforms"
             )
+        kept = np.asarray(out["labels"], dtype=np.int64).reshape(-1)
         target = {
             "boxes": torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)),
-            "labels": torch.as_tensor(np.asarray(out["labels"], dtype=np.int64).reshape(-1)),
+            "labels": torch.as_tensor(labels[kept]),
             "image_id": record.image_id,
         }
+        if record.segmentations is not None:
+            target["masks"] = (
+                out["masks"][torch.as_tensor(kept)] if masks else out["image"].new_zeros((0, *out["image"].shape[1:]))
+            )
+            target = drop_empty_masks(target)
         return out["image"], target
+
+    def _check_size(self, record: DetectionRecord, width: int, height: int) -> None:
+        """Warn once per file that its boxes are clipped to its own size; refuse it for instance data, whose
+        masks are drawn at the annotated size."""
+        if record.segmentations is not None:
+            raise CvkitError(
+                f"{record.path} is {width}x{height}, but its annotation says {record.width}x{record.height}: its "
+                "object masks would not line up; correct the image's width and height in the annotation file"
+            )
+        if record.path not in self._warned:
+            self._warned.add(record.path)
+            log.warning(
+                "%s is %dx%d, but its annotation says %dx%d: its boxes are clipped to the image",
+                record.path, width, height, record.width, record.height,
+            )  # fmt: skip
+
+    @staticmethod
+    def _masks(record: DetectionRecord, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """``{"masks": uint8 [N, H, W]}``, the regions of the objects at `positions`, for instance data with
+        objects; otherwise nothing (albumentations cannot stack an empty list of masks)."""
+        if record.segmentations is None or not len(positions):
+            return {}
+        regions = [decode_segmentation(record.segmentations[p], record.height, record.width) for p in positions]
+        return {"masks": np.stack(regions).astype(np.uint8)}
+
+
+def drop_empty_masks(target: dict[str, Any]) -> dict[str, Any]:
+    """`target` without the objects whose mask has no pixel left (cropped away, or too thin to survive a
+    resize), their boxes and labels dropped with them."""
+    filled = target["masks"].flatten(1).any(dim=1)
+    if bool(filled.all()):
+        return target
+    return {**target, **{key: target[key][filled] for key in ("boxes", "labels", "masks")}}
 
 
 def collate_detection(samples: list[Any]) -> Batch:
@@ -219,14 +259,17 @@ class DetectionDataModule(BaseDataModule):
         Every annotated box is there, in original image coordinates, with its original category id
         (``label_to_category``); annotation ids are 1, 2, ... in image order. Crowd and difficult boxes
         have ``iscrowd=1``, so COCO evaluation neither rewards nor penalises detections of them (as the
-        VOC protocol treats difficult boxes). Boxes only: segmentations are not carried over."""
+        VOC protocol treats difficult boxes). Instance data carries each object's ``segmentation`` too."""
         categories = self.label_to_category
         images, annotations = [], []
         for record in self._split(split):
             images.append(
                 {"id": record.image_id, "width": record.width, "height": record.height, "file_name": record.file_name}
             )
-            for box, label, crowd, area in zip(record.boxes, record.labels, record.iscrowd, record.areas):
+            regions = record.segmentations or [None] * len(record.boxes)
+            for box, label, crowd, area, region in zip(
+                record.boxes, record.labels, record.iscrowd, record.areas, regions, strict=True
+            ):
                 x0, y0, x1, y1 = (float(value) for value in box)
                 annotations.append(
                     {
@@ -236,6 +279,7 @@ class DetectionDataModule(BaseDataModule):
                         "bbox": [x0, y0, x1 - x0, y1 - y0],
                         "area": float(area),
                         "iscrowd": int(crowd),
+                        **({"segmentation": region} if region is not None else {}),
                     }
                 )
         names = [{"id": category, "name": name} for category, name in zip(categories, self.class_names)]

@@ -43,8 +43,17 @@ class YOLODetectionDataModule(DetectionDataModule):
             raise CvkitError(f"data.dataset: {image} is listed in {self.dataset_yaml} but does not exist") from err
         except DECODE_ERRORS as err:
             raise CvkitError(f"cannot read the size of {image}: {err}") from err
-        boxes, classes = read_labels(label_path(image), num_classes, width, height)
+        objects = self._objects(label_path(image), num_classes, width, height)
+        boxes = objects["boxes"]
         empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
         for position in np.flatnonzero(empty):
             self.box_problems.append(f"{label_path(image)}: object {position + 1} has no width or height")
-        return DetectionRecord(image, number, width, height, boxes, classes + 1, np.zeros(len(boxes), bool), ~empty)
+        return DetectionRecord(
+            image, number, width, height, iscrowd=np.zeros(len(boxes), bool), train=~empty, **objects
+        )
+
+    def _objects(self, labels: Path, num_classes: int, width: int, height: int) -> dict[str, Any]:
+        """The :class:`DetectionRecord` fields of the objects in label file `labels` (of a `width` x `height`
+        image): ``boxes`` (xyxy pixels) and ``labels`` (1..K) for detection; instance data adds their regions."""
+        boxes, classes = read_labels(labels, num_classes, width, height)
+        return {"boxes": boxes, "labels": classes + 1}

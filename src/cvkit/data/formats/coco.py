@@ -1,7 +1,8 @@
-"""Reading COCO instances files: an image folder and a JSON per split, checked entry by entry.
+"""Reading COCO instances files: an image folder and a JSON per split, checked entry by entry, and the
+``segmentation`` of an annotation (polygons or RLE) checked and decoded.
 
-Shared by the COCO detection and COCO segmentation data modules; each adds the checks of the annotation
-field it reads (``bbox`` or ``segmentation``).
+Shared by the COCO detection, segmentation and instance-segmentation data modules; each adds the checks of
+the annotation field it reads (``bbox``, ``segmentation``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
 
 from cvkit.errors import CvkitError
 
@@ -139,3 +143,65 @@ class CocoFiles:
             split: read_split(split, content, self.paths[split], categories) for split, content in contents.items()
         }
         return images, categories
+
+
+Segmentation = list[list[float]] | dict[str, Any]  # polygons, or an RLE (counts a list or a string)
+# How far (pixels) a polygon point may lie outside its image: annotation tools round, COCO's own files do not.
+POLYGON_TOLERANCE = 1.0
+
+
+def check_segmentation(segmentation: Any, height: int, width: int, where: str, needed_by: str, boxes_only: str) -> None:
+    """CvkitError saying `where` when `segmentation` is not COCO polygons of at least 3 points inside the image
+    (give or take :data:`POLYGON_TOLERANCE` pixels) nor an RLE of the image's size; `needed_by` (e.g.
+    ``data=coco_seg``) is what needs it, `boxes_only` what reads boxes alone."""
+    expected = 'polygons [[x1, y1, x2, y2, x3, y3, ...], ...] or an RLE {"counts": ..., "size": [height, width]}'
+    if segmentation is None or segmentation == []:
+        raise CvkitError(f"{where} has no segmentation; {needed_by} needs {expected} (boxes alone: {boxes_only})")
+    if isinstance(segmentation, list):
+        for polygon in segmentation:
+            check_polygon(polygon, height, width, where, expected)
+    elif isinstance(segmentation, dict) and {"counts", "size"} <= segmentation.keys():
+        if list(segmentation["size"]) != [height, width]:
+            raise CvkitError(
+                f"{where} has an RLE of size {segmentation['size']}, but its image is {height}x{width} "
+                "(height x width) in the file's images"
+            )
+    else:
+        raise CvkitError(f"{where} has segmentation {json.dumps(segmentation)[:80]}; expected {expected}")
+
+
+def check_polygon(polygon: Any, height: int, width: int, where: str, expected: str) -> None:
+    """CvkitError saying `where` when `polygon` is not a flat list of at least 3 (x, y) points inside the
+    `width` x `height` image."""
+    numbers = isinstance(polygon, list) and all(isinstance(v, int | float) for v in polygon)
+    if not numbers or len(polygon) % 2:
+        raise CvkitError(f"{where} has a polygon {json.dumps(polygon)[:80]}; expected {expected}")
+    if len(polygon) < 6:
+        raise CvkitError(
+            f"{where} has a polygon of {len(polygon) // 2} point(s) {json.dumps(polygon)[:80]}; a polygon needs "
+            "at least 3 (x, y) points"
+        )
+    xs, ys = polygon[0::2], polygon[1::2]
+    if (
+        min(xs) < -POLYGON_TOLERANCE
+        or min(ys) < -POLYGON_TOLERANCE
+        or max(xs) > width + POLYGON_TOLERANCE
+        or (max(ys) > height + POLYGON_TOLERANCE)
+    ):
+        raise CvkitError(
+            f"{where} has a polygon reaching ({min(xs):g}..{max(xs):g}, {min(ys):g}..{max(ys):g}) in x and y, "
+            f"outside its {width}x{height} image (width x height); polygon points are pixels of the image"
+        )
+
+
+def decode_segmentation(segmentation: Segmentation, height: int, width: int) -> np.ndarray:
+    """The region of one annotation as a bool [height, width] array (what pycocotools' annToMask does)."""
+    if isinstance(segmentation, list):
+        if not segmentation:
+            return np.zeros((height, width), dtype=bool)
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation["counts"], list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        rle = segmentation
+    return mask_utils.decode(rle).astype(bool)

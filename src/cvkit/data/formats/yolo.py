@@ -11,12 +11,14 @@ The dataset YAML, as Ultralytics users have it::
 Each image ``.../images/<sub>/<stem>.jpg`` has its labels in ``.../labels/<sub>/<stem>.txt`` (the last
 ``images`` folder of its path replaced by ``labels``): one object a line, ``class cx cy w h`` with the
 centre and size as fractions of the image's width and height; a line of more values is a polygon
-``class x1 y1 x2 y2 ...`` (a segmentation label), whose bounding box is used. No label file, or an empty
-one, is an image without objects.
+``class x1 y1 x2 y2 ...`` (a segmentation label), whose bounding box is used for detection
+(:func:`read_labels`). Segmentation datasets (:func:`read_polygons`) have a polygon line for every object, its
+points fractions of the image size too. No label file, or an empty one, is an image without objects.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from cvkit.data.formats.coco import POLYGON_TOLERANCE
 from cvkit.data.images import is_image_file
 from cvkit.errors import CvkitError
 
@@ -100,38 +103,80 @@ def label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
+def label_lines(path: Path, num_classes: int) -> Iterator[tuple[str, int, list[float]]]:
+    """``(where, class id, coordinates)`` of each object line of a label file (none if it does not exist),
+    `where` being its ``file:line``; a line that is not numbers, or whose class is not 0..K-1, is a CvkitError
+    naming it."""
+    if not path.is_file():
+        return
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}:{number}"
+        try:
+            values = [float(field) for field in fields]
+        except ValueError as err:
+            raise CvkitError(
+                f"{where}: {line.strip()!r} is not numbers ('class cx cy w h' or 'class x1 y1 ...')"
+            ) from err
+        if not (values[0].is_integer() and 0 <= values[0] < num_classes):
+            raise CvkitError(
+                f"{where}: class {fields[0]} is not one of the {num_classes} ids 0..{num_classes - 1} of names"
+            )
+        yield where, int(values[0]), values[1:]
+
+
 def read_labels(path: Path, num_classes: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """(boxes [N, 4] xyxy in pixels, class ids [N] 0..K-1) of a label file (none if it does not exist).
 
     A line that is not ``class cx cy w h`` or ``class x1 y1 ... `` (numbers, at least 3 points), or whose class
     is not 0..K-1, is a CvkitError naming the file and line."""
-    if not path.is_file():
-        return np.zeros((0, 4)), np.zeros(0, np.int64)
     boxes, classes = [], []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        try:
-            values = [float(field) for field in fields]
-        except ValueError as err:
-            raise CvkitError(f"{path}:{number}: {line.strip()!r} is not numbers ('class cx cy w h')") from err
-        if not (len(values) == 5 or (len(values) >= 7 and len(values) % 2 == 1)):
+    for where, label, coordinates in label_lines(path, num_classes):
+        if len(coordinates) == 4:
+            cx, cy, w, h = coordinates
+            box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+        elif len(coordinates) >= 6 and len(coordinates) % 2 == 0:
+            xs, ys = coordinates[0::2], coordinates[1::2]
+            box = (min(xs), min(ys), max(xs), max(ys))
+        else:
             raise CvkitError(
-                f"{path}:{number}: {len(values)} values; expected 'class cx cy w h' (5) or a polygon "
+                f"{where}: {len(coordinates) + 1} values; expected 'class cx cy w h' (5) or a polygon "
                 "'class x1 y1 x2 y2 x3 y3 ...'"
             )
-        label = values[0]
-        if label != int(label) or not 0 <= label < num_classes:
-            raise CvkitError(
-                f"{path}:{number}: class {fields[0]} is not one of the {num_classes} ids 0..{num_classes - 1} of names"
-            )
-        if len(values) == 5:
-            cx, cy, w, h = values[1:]
-            box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-        else:
-            xs, ys = values[1::2], values[2::2]
-            box = (min(xs), min(ys), max(xs), max(ys))
         boxes.append(np.array(box) * (width, height, width, height))
-        classes.append(int(label))
+        classes.append(label)
     return np.array(boxes).reshape(-1, 4), np.array(classes, np.int64)
+
+
+def read_polygons(path: Path, num_classes: int, width: int, height: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """(polygons, one float64 [P, 2] array of (x, y) pixels per object; class ids [N] 0..K-1) of a segmentation
+    label file (none if it does not exist), whose lines are ``class x1 y1 x2 y2 x3 y3 ...``.
+
+    A box line, a polygon of fewer than 3 points, or a point outside 0..1 by more than
+    :data:`~cvkit.data.formats.coco.POLYGON_TOLERANCE` pixels is a CvkitError naming the file and line; points
+    within the tolerance are moved onto the image's border."""
+    polygons, classes = [], []
+    tolerance = POLYGON_TOLERANCE / np.array([width, height])
+    for where, label, coordinates in label_lines(path, num_classes):
+        if len(coordinates) == 4:
+            raise CvkitError(
+                f"{where}: 'class cx cy w h' is a box, and instance segmentation needs a mask: a polygon "
+                "'class x1 y1 x2 y2 x3 y3 ...' (at least 3 points) per object (boxes alone: task=detection data=yolo)"
+            )
+        if len(coordinates) < 6 or len(coordinates) % 2:
+            raise CvkitError(
+                f"{where}: {len(coordinates)} coordinate(s) after the class; a polygon is at least 3 (x, y) points, "
+                "'class x1 y1 x2 y2 x3 y3 ...'"
+            )
+        points = np.array(coordinates).reshape(-1, 2)
+        if not ((points >= -tolerance) & (points <= 1 + tolerance)).all():
+            (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+            raise CvkitError(
+                f"{where}: polygon points reach x {x0:g}..{x1:g}, y {y0:g}..{y1:g}; YOLO coordinates are fractions "
+                "of the image's width and height, 0..1"
+            )
+        polygons.append(points.clip(0, 1) * (width, height))
+        classes.append(label)
+    return polygons, np.array(classes, np.int64)

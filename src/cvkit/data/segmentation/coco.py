@@ -2,51 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
-from cvkit.data.formats.coco import CocoFiles, CocoImage
+from cvkit.data.formats.coco import CocoFiles, CocoImage, Segmentation, check_segmentation, decode_segmentation
 from cvkit.data.segmentation.module import SegmentationDataModule, SegmentationRecord
 from cvkit.errors import CvkitError
-
-Segmentation = list[list[float]] | dict[str, Any]  # polygons, or an RLE (counts a list or a string)
-
-
-def check_segmentation(segmentation: Any, height: int, width: int, where: str) -> None:
-    """CvkitError saying `where` when `segmentation` is neither COCO polygons nor an RLE of the image's size."""
-    expected = 'polygons [[x1, y1, x2, y2, x3, y3, ...], ...] or an RLE {"counts": ..., "size": [height, width]}'
-    if isinstance(segmentation, list):
-        for polygon in segmentation:
-            if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
-                raise CvkitError(f"{where} has a polygon {json.dumps(polygon)[:80]}; expected {expected}")
-    elif isinstance(segmentation, dict) and {"counts", "size"} <= segmentation.keys():
-        if list(segmentation["size"]) != [height, width]:
-            raise CvkitError(
-                f"{where} has an RLE of size {segmentation['size']}, but its image is {height}x{width} "
-                "(height x width) in the file's images"
-            )
-    elif segmentation is None:
-        raise CvkitError(f"{where} has no segmentation; data=coco_seg needs {expected} (boxes alone: data=coco)")
-    else:
-        raise CvkitError(f"{where} has segmentation {json.dumps(segmentation)[:80]}; expected {expected}")
-
-
-def decode_segmentation(segmentation: Segmentation, height: int, width: int) -> np.ndarray:
-    """The region of one annotation as a bool [height, width] array (what pycocotools' annToMask does)."""
-    if isinstance(segmentation, list):
-        if not segmentation:
-            return np.zeros((height, width), dtype=bool)
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation["counts"], list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        rle = segmentation
-    return mask_utils.decode(rle).astype(bool)
 
 
 @dataclass(frozen=True)
@@ -119,7 +83,7 @@ class CocoSegmentationDataModule(CocoFiles, SegmentationDataModule):
         height, width = image.size
         for entry in image.annotations:
             where = f"{path} annotation {entry.get('id', '?')} (image {image.id})"
-            check_segmentation(entry.get("segmentation"), height, width, where)
+            check_segmentation(entry.get("segmentation"), height, width, where, "data=coco_seg", "data=coco")
         mask = CocoMask(
             name=f"{path.name} image {image.id}",
             height=height,
