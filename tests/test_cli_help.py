@@ -62,10 +62,10 @@ def test_training_commands_list_the_training_groups_with_their_real_choices(comm
     groups = group_lines(run_cli(command, "--help", timeout=120).stdout)
     assert tuple(groups) == TRAINING_GROUPS
     assert groups["data"].split(", ") == [
-        *("camvid", "cifar10", "coco", "coco_seg", "digits", "fashion_mnist", "imagefolder", "masks", "mnist"),
-        *("voc", "voc_seg", "yolo"),
+        *("camvid", "cifar10", "coco", "coco_instances", "coco_seg", "digits", "fashion_mnist", "imagefolder"),
+        *("masks", "mnist", "voc", "voc_seg", "yolo", "yolo_seg"),
     ]
-    assert groups["task"] == "classification, detection, segmentation"
+    assert groups["task"] == "classification, detection, instance_segmentation, segmentation"
 
 
 @pytest.mark.parametrize("command", ["cvkit-predict", "cvkit-export"])

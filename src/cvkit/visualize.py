@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from torchvision.utils import draw_bounding_boxes
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 
 def confusion_matrix_image(confusion: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
@@ -41,21 +41,33 @@ def detections_image(
     truth: dict[str, torch.Tensor],
     found: dict[str, torch.Tensor],
     class_names: Sequence[str],
+    mask_threshold: float = 0.5,
 ) -> torch.Tensor:
-    """`image` (CHW, 0..1) as uint8 CHW with its true boxes in green and the detections in red, each
-    named by its class (and score)."""
+    """`image` (CHW, 0..1) as uint8 CHW with its true boxes (and masks) in green and the detections (and their
+    masks) in red, each named by its class (and score)."""
     picture = (image.detach().cpu().clamp(0, 1) * 255).to(torch.uint8)
+    if "masks" in truth and len(truth["masks"]):
+        picture = draw_segmentation_masks(picture, truth["masks"].cpu().bool(), alpha=0.3, colors="lime")
     truth_names = [class_names[int(label) - 1] for label in truth["labels"]]
     picture = draw_bounding_boxes(picture, truth["boxes"].cpu(), truth_names, colors="lime", width=2)
-    return draw_detections(picture, found, class_names, colour="red")
+    return draw_detections(picture, found, class_names, "red", mask_threshold)
 
 
 def draw_detections(
-    picture: torch.Tensor, found: dict[str, torch.Tensor], class_names: Sequence[str], colour: str = "red"
+    picture: torch.Tensor,
+    found: dict[str, torch.Tensor],
+    class_names: Sequence[str],
+    colour: str = "red",
+    mask_threshold: float = 0.5,
 ) -> torch.Tensor:
-    """The uint8 CHW `picture` with the boxes of `found` (labels 1..K) named by class and score."""
+    """The uint8 CHW `picture` with the boxes of `found` (labels 1..K) named by class and score, and their masks
+    (``[N, 1, H, W]`` probabilities, when found) tinted where at least `mask_threshold`."""
     if not len(found["boxes"]):
         return picture
+    if "masks" in found:
+        picture = draw_segmentation_masks(
+            picture, found["masks"].cpu()[:, 0] >= mask_threshold, alpha=0.4, colors=colour
+        )
     names = [f"{class_names[int(lb) - 1]} {float(s):.2f}" for lb, s in zip(found["labels"], found["scores"])]
     return draw_bounding_boxes(picture, found["boxes"].cpu().float(), names, colors=colour, width=1)
 

@@ -4,13 +4,14 @@ how an export is compared with PyTorch. :mod:`cvkit.inference.kinds` names each 
 Classifiers and segmenters take ``images``: float32 [N, 3, H, W], RGB, normalised by the recorded mean and
 std, N free (dynamic); they give ``logits`` ([N, K], or [N, K, H, W]). Detectors (ONNX only) take one
 ``image``: float32 [3, H, W], RGB, values 0..1, any size; they give ``boxes`` [D, 4] (xyxy pixels),
-``labels`` [D] (class index + 1) and ``scores`` [D].
+``labels`` [D] (class index + 1) and ``scores`` [D]; instance segmenters also ``masks`` [D, 1, H, W]
+(probabilities at the image's size; an object's pixels are those at or above 0.5).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,15 +23,16 @@ FORMATS = ("onnx", "torchscript")  # every format cvkit exports to; a form offer
 
 
 class DetectorOutputs(nn.Module):
-    """A torchvision detector as a function of one image tensor, returning (boxes, labels, scores)."""
+    """A torchvision detector as a function of one image tensor, returning (boxes, labels, scores), and masks
+    after them for Mask R-CNN."""
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
         self.detector = detector
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         found = self.detector([image])[0]
-        return found["boxes"], found["labels"], found["scores"]
+        return found["boxes"], found["labels"], found["scores"], *([found["masks"]] if "masks" in found else [])
 
 
 def largest_logit_difference(reference: Sequence[np.ndarray], exported: Sequence[np.ndarray]) -> float:
@@ -41,12 +43,13 @@ def largest_logit_difference(reference: Sequence[np.ndarray], exported: Sequence
 def largest_detection_difference(reference: Sequence[Outputs], exported: Sequence[Outputs]) -> float:
     """The largest absolute difference of box coordinates (pixels) and scores, after pairing each detection
     with an exported one of its class so that the summed differences are smallest (near-equal scores may
-    come out in another order). A different number of detections, or of detections per class, counts as
-    an infinite difference."""
+    come out in another order), and with masks the largest :func:`largest_mask_disagreement` of the pairs. A
+    different number of detections, or of detections per class, counts as an infinite difference."""
     from scipy.optimize import linear_sum_assignment
 
     largest = 0.0
-    for (boxes, labels, scores), (e_boxes, e_labels, e_scores) in zip(reference, exported, strict=True):
+    for ours, theirs in zip(reference, exported, strict=True):
+        (boxes, labels, scores, *masks), (e_boxes, e_labels, e_scores, *e_masks) = ours, theirs
         if sorted(labels.tolist()) != sorted(e_labels.tolist()):
             return float("inf")
         if not len(boxes):
@@ -57,7 +60,18 @@ def largest_detection_difference(reference: Sequence[Outputs], exported: Sequenc
         cost = differences.sum(axis=2) + np.where(labels[:, None] == e_labels[None, :], 0.0, 1e12)
         rows, columns = linear_sum_assignment(cost)
         largest = max(largest, float(differences[rows, columns].max()))
+        if masks:
+            largest = max(largest, largest_mask_disagreement(masks[0][rows], e_masks[0][columns]))
     return largest
+
+
+def largest_mask_disagreement(masks: np.ndarray, exported: np.ndarray) -> float:
+    """The largest ``1 - IoU`` of paired masks ``[D, 1, H, W]`` binarised at 0.5 (two empty masks agree): a
+    probability a hair either side of 0.5 flips a pixel, so masks are compared as regions, not values."""
+    ours, theirs = (masks >= 0.5).reshape(len(masks), -1), (exported >= 0.5).reshape(len(exported), -1)
+    union = (ours | theirs).sum(axis=1)
+    iou = np.where(union > 0, (ours & theirs).sum(axis=1) / np.maximum(union, 1), 1.0)
+    return float(1.0 - iou.min())
 
 
 @dataclass(frozen=True)
@@ -118,4 +132,12 @@ DETECTOR_FORM = ExportForm(
         "for detectors: cvkit's timm feature pyramid cannot be scripted and tracing cannot follow a detector's "
         "data-dependent steps; use format=onnx"
     ),
+)
+# Mask R-CNN: the detector's form with masks; one tolerance, 1e-2, for box pixels, scores and 1 - IoU of mask pairs.
+INSTANCE_SEGMENTER_FORM = replace(
+    DETECTOR_FORM,
+    output_names=("boxes", "labels", "scores", "masks"),
+    dynamic_axes={**DETECTOR_FORM.dynamic_axes, "masks": {0: "detections", 2: "height", 3: "width"}},
+    output_text=f"{DETECTOR_FORM.output_text}, masks [D, 1, H, W] probabilities (an object's pixels: >= 0.5)",
+    tolerance=1e-2,
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cvkit.errors import CvkitError
-from cvkit.inference.forms import CLASSIFIER_FORM, DETECTOR_FORM, SEGMENTER_FORM, ExportForm
+from cvkit.inference.forms import CLASSIFIER_FORM, DETECTOR_FORM, INSTANCE_SEGMENTER_FORM, SEGMENTER_FORM, ExportForm
 from cvkit.inference.predictor import ClassifierPredictor, DetectorPredictor, Predictor, SegmenterPredictor
 from cvkit.inference.writers import ClassificationWriter, DetectionWriter, PredictionWriter, SegmentationWriter
 
@@ -25,6 +25,7 @@ INFERENCE_KINDS: dict[str, InferenceKind] = {
     "classification": InferenceKind(ClassifierPredictor, ClassificationWriter, CLASSIFIER_FORM),
     "detection": InferenceKind(DetectorPredictor, DetectionWriter, DETECTOR_FORM),
     "segmentation": InferenceKind(SegmenterPredictor, SegmentationWriter, SEGMENTER_FORM),
+    "instance_segmentation": InferenceKind(DetectorPredictor, DetectionWriter, INSTANCE_SEGMENTER_FORM),
 }
 
 

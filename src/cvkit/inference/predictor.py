@@ -36,6 +36,7 @@ from cvkit.data.transforms import (
     unit_range,
 )
 from cvkit.errors import CvkitError
+from cvkit.metrics.detection import binary_masks
 
 ImageInput = str | Path | np.ndarray | Image.Image
 
@@ -57,6 +58,7 @@ class Detections:
     scores: np.ndarray  # float32 [N]
     class_ids: np.ndarray  # int64 [N], indices into the class names (0..K-1)
     labels: list[str]
+    masks: np.ndarray | None = None  # instance segmentation: bool [N, H, W], each object's pixels
 
 
 @dataclass
@@ -166,6 +168,8 @@ class ClassifierPredictor(Predictor):
 
 
 class DetectorPredictor(Predictor):
+    """Detectors and instance segmenters (whose results carry masks, binarised as evaluation binarises them)."""
+
     @staticmethod
     def build_transform(data: dict[str, Any]) -> A.Compose:
         return build_detection_pipeline(data.get("eval_transforms"), 0.0, "data.eval_transforms")
@@ -184,6 +188,7 @@ class DetectorPredictor(Predictor):
                     scores=found["scores"][keep].float().cpu().numpy(),
                     class_ids=ids,
                     labels=[self.class_names[i] for i in ids],
+                    masks=binary_masks(found["masks"][keep]) if "masks" in found else None,
                 )
             )
         return results

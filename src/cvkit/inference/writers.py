@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from cvkit.inference.predictor import ClassScores, Detections, SegmentationMask
+from cvkit.metrics.detection import encode_masks
 from cvkit.visualize import class_palette, draw_detections, mask_overlay
 
 
@@ -65,9 +66,10 @@ class ClassificationWriter(PredictionWriter):
 
 
 class DetectionWriter(PredictionWriter):
-    """``predictions.json`` in COCO results format (image_id, category_id = class index + 1, bbox
-    [x, y, w, h], score), ``images.json`` with the COCO ``images`` (id, file_name, width, height) and
-    ``categories`` they refer to, and with drawing the images with their boxes under ``drawn/``."""
+    """``predictions.json`` in COCO results format (image_id, category_id = class index + 1, bbox [x, y, w, h],
+    score, and for instance segmentation the mask as a compressed RLE ``segmentation``), ``images.json`` with
+    the COCO ``images`` (id, file_name, width, height) and ``categories`` they refer to, and with drawing the
+    images with their boxes (and masks) under ``drawn/``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -77,16 +79,19 @@ class DetectionWriter(PredictionWriter):
     def add(self, name: Path, size: tuple[int, int], image: np.ndarray | None, result: Detections) -> None:
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "file_name": str(name), "height": size[0], "width": size[1]})
-        for (x0, y0, x1, y1), score, class_id in zip(result.boxes.tolist(), result.scores, result.class_ids):
+        regions = encode_masks(result.masks) if result.masks is not None else [None] * len(result.scores)
+        for (x0, y0, x1, y1), score, class_id, region in zip(
+            result.boxes.tolist(), result.scores, result.class_ids, regions, strict=True
+        ):
             bbox = [round(v, 2) for v in (x0, y0, x1 - x0, y1 - y0)]
-            self.results.append(
-                {"image_id": image_id, "category_id": int(class_id) + 1, "bbox": bbox, "score": float(score)}
-            )
+            entry = {"image_id": image_id, "category_id": int(class_id) + 1, "bbox": bbox, "score": float(score)}
+            self.results.append({**entry, "segmentation": region} if region is not None else entry)
         if image is not None:
             found = {
                 "boxes": torch.from_numpy(result.boxes),
                 "labels": torch.from_numpy(result.class_ids + 1),
                 "scores": torch.from_numpy(result.scores),
+                **({"masks": torch.from_numpy(result.masks[:, None]).float()} if result.masks is not None else {}),
             }
             picture = torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous()
             self.save_picture("drawn", name, draw_detections(picture, found, self.class_names))

@@ -1,11 +1,13 @@
 """torchvision's COCO-trained detectors, for fine-tuning on other classes from a local weights file.
 
 They exist for torchvision's own ResNet-50 FPN, so cvkit offers them for ``backbone=resnet
-backbone.name=resnet50`` with Faster R-CNN, RetinaNet and FCOS. The weights are torchvision's files
-(e.g. https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth), given as a path:
-clusters without internet keep a copy. Everything but the per-class outputs is loaded; those (the class
-scores, and Faster R-CNN's per-class box offsets) are new, sized for the data's classes. As torchvision
-does for fine-tuning, BatchNorm is frozen and the stem and first stage of the ResNet are not trained.
+backbone.name=resnet50`` with Faster R-CNN, RetinaNet and FCOS, and Mask R-CNN for instance segmentation.
+The weights are torchvision's files (e.g.
+https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth), given as a path: clusters
+without internet keep a copy. Everything but the per-class outputs is loaded; those (the class scores,
+Faster R-CNN's per-class box offsets, Mask R-CNN's per-class mask logits) are new, sized for the data's
+classes. As torchvision does for fine-tuning, BatchNorm is frozen and the stem and first stage of the ResNet
+are not trained.
 """
 
 from __future__ import annotations
@@ -23,12 +25,17 @@ from cvkit.models.detectors import ForegroundFCOS, ForegroundRetinaNet
 
 # Sigmoid-classifier detectors rebuilt around torchvision's parts so that label 0 is never output.
 FOREGROUND_ONLY = {"retinanet": ForegroundRetinaNet, "fcos": ForegroundFCOS}
-# (detector, backbone name) -> (torchvision builder, the state-dict prefix of its per-class outputs)
+# (detector, backbone name) -> (torchvision builder, the state-dict prefixes of its per-class outputs)
 COCO_MODELS = {
-    ("fasterrcnn", "resnet50"): (detection.fasterrcnn_resnet50_fpn, "roi_heads.box_predictor."),
-    ("retinanet", "resnet50"): (detection.retinanet_resnet50_fpn, "head.classification_head.cls_logits."),
-    ("fcos", "resnet50"): (detection.fcos_resnet50_fpn, "head.classification_head.cls_logits."),
+    ("fasterrcnn", "resnet50"): (detection.fasterrcnn_resnet50_fpn, ("roi_heads.box_predictor.",)),
+    ("retinanet", "resnet50"): (detection.retinanet_resnet50_fpn, ("head.classification_head.cls_logits.",)),
+    ("fcos", "resnet50"): (detection.fcos_resnet50_fpn, ("head.classification_head.cls_logits.",)),
+    ("maskrcnn", "resnet50"): (
+        detection.maskrcnn_resnet50_fpn,
+        ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits."),
+    ),
 }
+COCO_MASK_RESOLUTION = 28  # the masks torchvision's Mask R-CNN was trained to predict
 FROZEN_STAGES = ("backbone.body.conv1.", "backbone.body.layer1.")
 
 
@@ -39,7 +46,12 @@ def detector_knobs(model: dict[str, Any]) -> dict[str, Any]:
         raise CvkitError(
             "task.model.anchor_sizes must be null with task.model.coco_weights: the anchors are torchvision's"
         )
-    prefix = "box_" if model["detector"] == "fasterrcnn" else ""
+    if model.get("mask_resolution", COCO_MASK_RESOLUTION) != COCO_MASK_RESOLUTION:
+        raise CvkitError(
+            f"task.model.mask_resolution must be {COCO_MASK_RESOLUTION} with task.model.coco_weights: the mask "
+            f"head was trained at it (got {model['mask_resolution']})"
+        )
+    prefix = "box_" if model["detector"] in ("fasterrcnn", "maskrcnn") else ""
     return {
         **{key: model[key] for key in ("min_size", "max_size", "image_mean", "image_std") if key in model},
         **{prefix + key: model[key] for key in ("score_thresh", "nms_thresh", "detections_per_img") if key in model},
@@ -74,7 +86,7 @@ def build_coco_detector(
     return model
 
 
-def load_coco_weights(model: nn.Module, weights: str, class_scores: str, builder_name: str) -> None:
+def load_coco_weights(model: nn.Module, weights: str, class_scores: tuple[str, ...], builder_name: str) -> None:
     """Load torchvision's weights file `weights` into `model`, all but the per-class outputs (keys that
     start with `class_scores`)."""
     path = Path(weights).expanduser()

@@ -20,6 +20,7 @@ from cvkit.errors import CvkitError
 from cvkit.models.backbones import build_classifier, check_input_sizes, input_stride
 from cvkit.models.coco_detectors import build_coco_detector
 from cvkit.models.detectors import build_detector
+from cvkit.models.instance_segmenters import build_instance_segmenter
 from cvkit.models.segmenters import build_segmenter
 
 NetworkBuilder = Callable[[Mapping[str, Any], Mapping[str, Any], int, Any, bool], nn.Module]
@@ -59,6 +60,28 @@ def detection_network(
 ) -> nn.Module:
     """The torchvision detector of ``model`` on `backbone`, or torchvision's COCO-trained one
     (``model.coco_weights``); detectors resize inside, so `image_size` is unused."""
+    return pyramid_network(build_detector, backbone, model, num_classes, load_weights)
+
+
+def instance_segmentation_network(
+    backbone: Mapping[str, Any], model: Mapping[str, Any], num_classes: int, image_size: Any, load_weights: bool
+) -> nn.Module:
+    """Mask R-CNN on `backbone`, or torchvision's COCO-trained one (``model.coco_weights``); it resizes inside."""
+    return pyramid_network(
+        build_instance_segmenter, backbone, {**model, "detector": "maskrcnn"}, num_classes, load_weights
+    )
+
+
+def pyramid_network(
+    build: Callable[..., nn.Module],
+    backbone: Mapping[str, Any],
+    model: Mapping[str, Any],
+    num_classes: int,
+    load_weights: bool,
+) -> nn.Module:
+    """``build`` (a detector of :mod:`cvkit.models.detectors` or Mask R-CNN) on `backbone` with the options of
+    ``model``, or torchvision's COCO-trained ``model["detector"]`` with ``model.coco_weights``. Without
+    `load_weights`, the architecture of the trained run: BatchNorm frozen as it was when weights were loaded."""
     model = dict(model)
     if not load_weights:
         if model.get("freeze_bn") is None:  # frozen when the trained run loaded weights
@@ -67,7 +90,9 @@ def detection_network(
     if model.get("coco_weights"):
         return build_coco_detector(model, backbone["name"], num_classes, load_weights=load_weights)
     model.pop("coco_weights", None)
-    return with_model_options(build_detector, model, backbone=dict(backbone), num_classes=num_classes)
+    if build is build_instance_segmenter:
+        model.pop("detector")
+    return with_model_options(build, model, backbone=dict(backbone), num_classes=num_classes)
 
 
 def segmentation_network(
@@ -118,6 +143,7 @@ class TaskNetwork:
 NETWORKS: dict[str, TaskNetwork] = {
     "classification": TaskNetwork(classification_network, classifier_input),
     "detection": TaskNetwork(detection_network, detector_input),
+    "instance_segmentation": TaskNetwork(instance_segmentation_network, detector_input),
     "segmentation": TaskNetwork(segmentation_network, segmenter_input),
 }
 

@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import MaxMetric
 
 from cvkit.data.detection.module import DetectionDataModule
-from cvkit.metrics.detection import CocoEvaluator
+from cvkit.metrics.detection import MASK_THRESHOLD, CocoEvaluator
 from cvkit.tasks.base import BaseTask
 from cvkit.visualize import detections_image
 
@@ -53,6 +53,9 @@ class DetectionTask(BaseTask):
     kind = "detection"
     data_module = DetectionDataModule
     input_size_settings = "task.model.min_size and max_size"
+    # What pycocotools scores (boxes; instance segmentation adds masks), and the metric val/<it>_best follows.
+    iou_types: tuple[str, ...] = ("bbox",)
+    best_metric = "map"
 
     def __init__(self, *, val_loss: bool, log_images: int, draw_score_thresh: float, **base: Any) -> None:
         super().__init__(**base)
@@ -106,15 +109,15 @@ class DetectionTask(BaseTask):
     def on_validation_epoch_end(self) -> None:
         metrics = self._finish_evaluation("val")
         if metrics and not self.trainer.sanity_checking:
-            self.val_map_best(metrics["map"])
-            self.log("val/map_best", self.val_map_best.compute(), sync_dist=False)
+            self.val_map_best(metrics[self.best_metric])
+            self.log(f"val/{self.best_metric}_best", self.val_map_best.compute(), sync_dist=False)
 
     def on_test_epoch_end(self) -> None:
         self._finish_evaluation("test")
 
     def _start_evaluation(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
-        self.evaluator = CocoEvaluator(datamodule.ground_truth(stage), datamodule.label_to_category)
+        self.evaluator = CocoEvaluator(datamodule.ground_truth(stage), datamodule.label_to_category, self.iou_types)
 
     def _finish_evaluation(self, stage: str) -> dict[str, float]:
         """Gather every rank's detections, score them, log ``{stage}/*`` (the same on every rank)."""
@@ -141,7 +144,8 @@ class DetectionTask(BaseTask):
             if i == self.log_images:
                 break
             keep = found["scores"] >= self.draw_score_thresh
-            drawn = detections_image(image, target, {k: v[keep] for k, v in found.items()}, self.class_names)
+            shown = {k: v[keep] for k, v in found.items()}
+            drawn = detections_image(image, target, shown, self.class_names, MASK_THRESHOLD)
             experiment.add_image(f"val/detections/{i}", drawn, self.global_step)
 
     def report(self) -> dict[str, Any]:
