@@ -131,7 +131,7 @@ BAD_INPUT = {
     "detection task, classification data": (
         lambda paths, tmp: ["task=detection"],
         "task=detection needs detection data (a DetectionDataModule), but data (DigitsDataModule) is a "
-        "ClassificationDataModule; choose one of data=coco|voc|yolo, or task=classification",
+        "ClassificationDataModule; choose one of data=coco|coco_instances|voc|yolo|yolo_seg, or task=classification",
     ),
     "classification task, detection data": (
         lambda paths, tmp: ["task=classification", "data=voc", f"data.root={paths['voc']}"],

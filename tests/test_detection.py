@@ -5,12 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 from omegaconf import OmegaConf
 from PIL import Image
 
 import cvkit
-from cvkit.builders import build_datamodule, build_trainer
 from cvkit.errors import CvkitError
 from cvkit.export import export
 from cvkit.predict import predict
@@ -20,7 +18,7 @@ from tests.helpers.configs import compose_train, export_cfg
 from tests.helpers.datasets import voc_subset
 from tests.helpers.logs import csv_column, read_metrics, read_report, read_summary, tensorboard_tags
 from tests.helpers.presets import DDP_CPU, tiny_detection
-from tests.helpers.tasks import configured_task
+from tests.helpers.tasks import untrained_val_metrics
 
 
 @pytest.fixture(scope="module")
@@ -148,15 +146,6 @@ LEARNING_RUN = [
     "optimizer.base_batch_size=2",
     "logger=csv",
 ]
-
-
-def untrained_val_metrics(cfg) -> dict[str, float]:
-    """The val metrics of the detector `cfg` builds, before any step (the run's seed: its starting weights)."""
-    pl.seed_everything(cfg.seed, workers=True)
-    datamodule = build_datamodule(cfg)
-    trainer = build_trainer(cfg, callbacks=[], enable_progress_bar=False)
-    task = configured_task(cfg, datamodule)
-    return trainer.validate(task, datamodule=datamodule, verbose=False)[0]
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ from common import print_table, write_results
 BASELINES = Path(__file__).resolve().parent / "baselines"
 SMOKE_CVKIT = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2"]
 SMOKE_PLAIN = ["--epochs", "1", "--limit-batches", "2"]
+COCO128_ANNOTATIONS = "{data}/coco128/annotations/instances_train2017.json"  # train and val: coco128 has one split
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,28 @@ WORKLOADS = {
         ],
         baseline="segmentation.py",
         baseline_args=["--data", "{data}/CamVid", "--epochs", "1"],
+    ),
+    "instance_segmentation": Workload(
+        cvkit=[
+            "task=instance_segmentation",
+            "data=coco_instances",
+            *(f"data.{split}_images={{data}}/coco128/images/train2017" for split in ("train", "val")),
+            *(f"data.{split}_annotations={COCO128_ANNOTATIONS}" for split in ("train", "val")),
+            "backbone=resnet",
+            "backbone.name=resnet18",
+            "task.model.min_size=256",
+            "task.model.max_size=352",
+            "trainer.max_epochs=1",
+            "test_after_fit=false",
+            "task.log_images=0",
+            "trainer.limit_train_batches=20",
+            "trainer.limit_val_batches=20",
+        ],
+        baseline="instance_segmentation.py",
+        baseline_args=[
+            *("--images", "{data}/coco128/images/train2017", "--annotations", COCO128_ANNOTATIONS),
+            *("--epochs", "1", "--limit-batches", "20"),
+        ],
     ),
 }
 

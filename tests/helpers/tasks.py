@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytorch_lightning as pl
 from omegaconf import DictConfig
 from torch import nn
 
@@ -58,3 +59,12 @@ def configured_task(cfg: DictConfig, datamodule: BaseDataModule | None = None) -
     datamodule.batch_size = settle_batch_size(datamodule, trainer, None, None, "")
     batch_size = datamodule.batch_size
     return build_task(cfg, datamodule, build_network(cfg, datamodule), build_training_plan(cfg, trainer, batch_size))
+
+
+def untrained_val_metrics(cfg: DictConfig) -> dict[str, float]:
+    """The val metrics of the network `cfg` builds, before any step (the run's seed: its starting weights)."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    trainer = build_trainer(cfg, callbacks=[], enable_progress_bar=False)
+    task = configured_task(cfg, datamodule)
+    return trainer.validate(task, datamodule=datamodule, verbose=False)[0]
