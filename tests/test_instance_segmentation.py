@@ -18,8 +18,9 @@ from tests.helpers.cli import evaluate_val, train_into
 from tests.helpers.coco import cocoeval_stats
 from tests.helpers.configs import compose_train, export_cfg
 from tests.helpers.datasets import coco_subset
-from tests.helpers.logs import read_metrics, read_report, read_summary, tensorboard_tags
+from tests.helpers.logs import csv_column, read_metrics, read_report, read_summary, tensorboard_tags
 from tests.helpers.presets import DDP_CPU
+from tests.helpers.tasks import untrained_val_metrics
 
 # Eight real coco128 images: people, animals, vehicles; 149 has a crowd RLE, 250 has no objects at all.
 IMAGE_IDS = [9, 25, 30, 34, 72, 149, 250, 73]
@@ -181,3 +182,48 @@ def test_two_ranks_score_the_same_as_one_process(instance_data: tuple[Path, Path
         cocoeval_stats(run_dir / "ground_truth.json", run_dir / "predictions.json", iou_type="segm"),
         cocoeval_stats(eval_dir / "ground_truth.json", eval_dir / "predictions.json", iou_type="segm"),
     )
+
+
+# Four real coco128 images of giraffes and zebras (8 objects, 2 classes), learned and scored on themselves.
+LEARNING_IDS = [72, 144, 34, 154]
+
+
+@pytest.mark.slow
+def test_mask_rcnn_learns_its_training_images(coco128: Path, tmp_path: Path) -> None:
+    """Mask R-CNN from scratch on 4 images, 30 epochs of 2 steps (AdamW): the loss falls and mask AP50 on those
+    images climbs far above the untrained model's. About 4.5 minutes on a quiet 2-core CPU."""
+    annotations = coco_subset(coco128, tmp_path / "four.json", LEARNING_IDS, all_categories=False)
+    images = coco128 / "images" / "train2017"
+    files = [
+        f"data.{split}_{kind}={path}"
+        for split in ("train", "val")
+        for kind, path in (("images", images), ("annotations", annotations))
+    ]
+    overrides = [
+        "task=instance_segmentation",
+        "data=coco_instances",
+        *files,
+        "backbone=resnet",
+        "backbone.name=resnet18",
+        "task.model.min_size=192",
+        "task.model.max_size=256",
+        "task.val_loss=false",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "trainer.max_epochs=30",
+        "optimizer=adamw",
+        "optimizer.lr=0.0005",
+        "optimizer.base_batch_size=2",
+        "logger=csv",
+    ]
+    untrained = untrained_val_metrics(compose_train(tmp_path / "untrained", *overrides, "logger=none"))
+    run_dir = tmp_path / "run"
+    train_into(run_dir, *overrides)
+
+    losses, masks_50 = csv_column(run_dir, "train/loss_epoch"), csv_column(run_dir, "val/segm_map_50")
+    assert len(losses) == len(masks_50) == 30
+    assert losses[-1] < 0.3 * losses[0], losses  # here 4.4 -> 0.63
+    # Untrained 0 here, 0.29 after the 60 steps (boxes: 0.66).
+    assert untrained["val/segm_map_50"] < 0.02, untrained
+    assert masks_50[-1] >= max(0.15, untrained["val/segm_map_50"] + 0.12), masks_50
+    assert max(masks_50[-5:]) > max(masks_50[:5]) + 0.12, masks_50
