@@ -30,6 +30,11 @@ def coco_file(tmp_path: Path, builder) -> tuple[Path, dict[str, torch.Tensor]]:
     [
         ("fasterrcnn", detection.fasterrcnn_resnet50_fpn, "roi_heads.box_predictor."),
         ("retinanet", detection.retinanet_resnet50_fpn, "head.classification_head.cls_logits."),
+        (
+            "maskrcnn",
+            detection.maskrcnn_resnet50_fpn,
+            ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits."),
+        ),
     ],
 )
 def test_coco_weights_load_except_the_class_scores(tmp_path: Path, detector, builder, class_scores) -> None:
@@ -48,6 +53,9 @@ def test_coco_weights_load_except_the_class_scores(tmp_path: Path, detector, bui
         assert isinstance(model, ForegroundRetinaNet)
     images = [torch.rand(3, 60, 80)]
     targets = [{"boxes": torch.tensor([[5.0, 5.0, 40.0, 30.0]]), "labels": torch.tensor([2])}]
+    if detector == "maskrcnn":
+        targets[0]["masks"] = torch.zeros(1, 60, 80, dtype=torch.uint8)
+        targets[0]["masks"][0, 5:30, 5:40] = 1
     model.train()
     assert torch.isfinite(sum(model(images, targets).values()))
     model.eval()
@@ -57,6 +65,8 @@ def test_coco_weights_load_except_the_class_scores(tmp_path: Path, detector, bui
 
 
 def test_unsupported_combinations_and_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(CvkitError, match="mask_resolution must be 28 with task.model.coco_weights"):
+        build_coco_detector({"detector": "maskrcnn", "coco_weights": "x.pth", "mask_resolution": 14}, "resnet50", 3)
     with pytest.raises(CvkitError, match="no COCO-trained ssdlite on resnet50; it has: task.model.detector=fasterrcnn"):
         build_coco_detector({"detector": "ssdlite", "coco_weights": "x.pth", **SMALL}, "resnet50", 3)
     with pytest.raises(CvkitError, match="coco_weights='missing.pth': no such file"):

@@ -83,3 +83,26 @@ def test_mask_rcnn_trains_a_step_and_predicts_masks_at_image_size(backbone: dict
 def test_an_odd_mask_resolution_is_refused_with_the_reason() -> None:
     with pytest.raises(CvkitError, match="task.model.mask_resolution=27: .*even"):
         build_instance_segmenter(backbone=RESNET, num_classes=3, **{**KNOBS, "mask_resolution": 27})
+
+
+def test_the_task_network_builds_mask_rcnn_or_loads_torchvisions_coco_one(tmp_path: Path) -> None:
+    """task=instance_segmentation's network: Mask R-CNN on the backbone config, or with ``coco_weights``
+    torchvision's COCO-trained one (all but its per-class outputs loaded), the same architecture again without
+    weights for loading a trained run into."""
+    from torchvision.models import detection
+    from torchvision.models.detection import MaskRCNN
+
+    from cvkit.models.networks import build_network
+
+    model = {**KNOBS, "coco_weights": None}
+    assert isinstance(build_network("instance_segmentation", RESNET, model, 3, None, True), MaskRCNN)
+    torch.manual_seed(0)
+    coco = detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict()
+    torch.save(coco, tmp_path / "maskrcnn.pth")
+    resnet50 = {**RESNET, "name": "resnet50"}
+    model = {**KNOBS, "anchor_sizes": None, "coco_weights": str(tmp_path / "maskrcnn.pth")}
+    loaded = build_network("instance_segmentation", resnet50, model, 3, None, True).state_dict()
+    assert torch.equal(loaded["roi_heads.mask_head.0.0.weight"], coco["roi_heads.mask_head.0.0.weight"])
+    assert loaded["roi_heads.mask_predictor.mask_fcn_logits.weight"].shape[0] == 4  # 3 classes + background
+    bare = build_network("instance_segmentation", resnet50, model, 3, None, False).state_dict()
+    assert bare.keys() == loaded.keys()
