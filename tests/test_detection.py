@@ -13,7 +13,7 @@ from cvkit.errors import CvkitError
 from cvkit.export import export
 from cvkit.predict import predict
 from tests.helpers.cli import evaluate_val, train_into
-from tests.helpers.coco import cocoeval_stats
+from tests.helpers.coco import cocoeval, cocoeval_stats, recall_at_iou_50
 from tests.helpers.configs import compose_train, export_cfg
 from tests.helpers.datasets import voc_subset
 from tests.helpers.logs import csv_column, read_metrics, read_report, read_summary, tensorboard_tags
@@ -44,13 +44,39 @@ def test_written_predictions_rescore_to_the_logged_metrics(detection_run: tuple[
     assert {"val/loss", "val/map_best", "test/map", "train/loss_classifier"} <= set(metrics)
 
 
+def test_operating_point_agrees_with_the_written_files(detection_run: tuple[Path, str]) -> None:
+    """At the model's own score_thresh (0.05, every written detection), each class's recall is pycocotools'
+    recall at IoU 0.5 of the written files, the curves average to their AP50, and the confusion matrix holds
+    every true box once."""
+    run_dir, _ = detection_run
+    report, metrics = read_report(run_dir), read_metrics(run_dir)
+    truth = json.loads((run_dir / "ground_truth.json").read_text())
+    by_hand = cocoeval(truth, run_dir / "predictions.json")
+    names = {c["id"]: c["name"] for c in truth["categories"]}
+    for category, recall in recall_at_iou_50(by_hand).items():
+        assert report["val_operating_point"][names[category]]["recall"] == pytest.approx(recall), names[category]
+    curves = report["val_pr_curves"]["classes"]
+    scored = [name for name, row in report["val_operating_point"].items() if row["true_boxes"]]
+    assert np.mean([np.mean(curves[name]["precision"]) for name in scored]) == pytest.approx(
+        metrics["val/map_50"], abs=1e-3
+    )
+    counts = np.array(report["val_confusion_matrix"]["counts"])
+    assert counts[:-1].sum() == sum(not a["iscrowd"] for a in truth["annotations"])
+    assert report["val_confusion_matrix"]["classes"] == ["Platelets", "RBC", "WBC", "background"]
+    assert 0 <= metrics["val/best_f1"] <= 1 and metrics["val/f1"] <= metrics["val/best_f1"] + 1e-6
+
+
 def test_run_shows_boxes_and_per_class_ap(detection_run: tuple[Path, str]) -> None:
     run_dir, stdout = detection_run
     tags = tensorboard_tags(run_dir)
     assert {f"val/detections/{i}" for i in range(2)} <= set(tags["images"])
+    assert {"val/pr_curves", "val/confusion_matrix"} <= set(tags["images"])
     assert "val AP per class" in stdout and "Platelets" in stdout
+    assert "val precision, recall, F1 per class (last epoch; score >= 0.05, IoU 0.5)" in stdout
     report = read_report(run_dir)
-    assert set(report["val_per_class_ap"]) == {"Platelets", "RBC", "WBC"}
+    assert set(report["val_per_class_ap"]) == set(report["val_operating_point"]) == {"Platelets", "RBC", "WBC"}
+    for name in ("pr_curves.png", "confusion_matrix.png"):
+        assert Image.open(run_dir / name).size[0] > 200
     summary = read_summary(run_dir)
     assert summary["task"] == "detection" and summary["effective_lr"] == pytest.approx(0.02 * 2 / 16)
 
@@ -79,9 +105,10 @@ def test_two_ranks_score_the_same_as_one_process(bccd_voc: Path, tmp_path: Path)
     assert len(json.loads((run_dir / "ground_truth.json").read_text())["images"]) == 8
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     two_ranks, one = read_metrics(run_dir), evaluate_val(checkpoint, eval_dir, val_batches=4)
-    for key in ("val/map", "val/map_50", "val/mar_100"):
+    for key in ("val/map", "val/map_50", "val/mar_100", "val/precision", "val/recall", "val/f1", "val/best_f1"):
         assert two_ranks[key] == pytest.approx(one[key], rel=1e-6), key
     assert rescore(run_dir) == rescore(eval_dir)
+    assert read_report(run_dir)["val_confusion_matrix"] == read_report(eval_dir)["val_confusion_matrix"]
 
 
 def test_predict_finds_what_validation_found(detection_run: tuple[Path, str], bccd_voc: Path) -> None:

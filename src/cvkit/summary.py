@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from PIL import Image
 
 from cvkit.console import image_count_rows, print_image_counts, print_per_class, print_table, write_json
 from cvkit.data.base import BaseDataModule
@@ -74,7 +76,10 @@ def write_report(run_dir: Path, report: Mapping[str, Any], task: BaseTask, title
     `title` of `rows` with the image counts and the run dir."""
     write_json(run_dir / "metrics.json", report)
     for name, content in task.report_files().items():
-        write_json(run_dir / name, content)
+        if isinstance(content, np.ndarray):  # a picture, HxWx3 uint8
+            Image.fromarray(content).save(run_dir / name)
+        else:
+            write_json(run_dir / name, content)
     for table, per_class in task.per_class_tables().items():
         print_per_class(table, per_class)
     print_image_counts(report)

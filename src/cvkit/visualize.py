@@ -4,6 +4,7 @@ for the process."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -20,7 +21,7 @@ def confusion_matrix_image(confusion: np.ndarray, class_names: Sequence[str]) ->
     count = len(class_names)
     size = min(2.0 + 0.5 * count, 16.0)
     figure = Figure(figsize=(size, size), dpi=80)
-    canvas = FigureCanvasAgg(figure)
+    FigureCanvasAgg(figure)  # attaches itself to the figure
     axes = figure.subplots()
     rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     axes.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0)
@@ -31,9 +32,39 @@ def confusion_matrix_image(confusion: np.ndarray, class_names: Sequence[str]) ->
         for (row, col), value in np.ndenumerate(confusion):
             color = "white" if rows[row, col] > 0.5 else "black"
             axes.text(col, row, int(value), ha="center", va="center", color=color, fontsize=8)
+    return rendered(figure)
+
+
+def precision_recall_image(
+    recall: Sequence[float],
+    curves: dict[str, dict[str, Sequence[float]]],
+    points: dict[str, dict[str, Any]],
+    score_thresh: float,
+) -> np.ndarray:
+    """An HxWx3 uint8 picture of each class's precision-recall curve (`curves`: name -> ``precision`` at the
+    points `recall`), the class's AP50 (the curve's mean) in the legend, and its operating point at
+    `score_thresh` (`points`: name -> ``precision``, ``recall``) marked."""
+    figure = Figure(figsize=(6.4, 4.8), dpi=80)
+    FigureCanvasAgg(figure)  # attaches itself to the figure
+    axes = figure.subplots()
+    colours = matplotlib.colormaps["tab20"].colors
+    for k, (name, curve) in enumerate(curves.items()):
+        colour = colours[k % len(colours)]
+        axes.plot(recall, curve["precision"], color=colour, label=f"{name} AP50 {np.mean(curve['precision']):.3f}")
+        if points[name]["recall"] >= 0:  # (-1: no true boxes)
+            axes.plot(points[name]["recall"], points[name]["precision"], "o", color=colour)
+    axes.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision (interpolated)")
+    axes.set_title(f"precision-recall at IoU 0.5; dots: score >= {score_thresh:g}")
+    if len(curves) <= 20:
+        axes.legend(loc="best", fontsize=8)
+    return rendered(figure)
+
+
+def rendered(figure: Figure) -> np.ndarray:
+    """`figure`, laid out and drawn, as HxWx3 uint8."""
     figure.tight_layout()
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
 
 
 def detections_image(

@@ -9,6 +9,9 @@ One evaluator per evaluation of a split: ``update()`` once per batch, ``gather()
                              "labels": tensor([1])}])
     evaluator.results()
     # [{"image_id": 42, "category_id": 3, "bbox": [10.0, 20.0, 100.0, 50.0], "score": 0.9...}]
+
+After ``compute()``, ``operating_point(score_thresh)`` gives precision, recall, F1, a confusion matrix and
+precision-recall curves (:mod:`cvkit.metrics.operating_point`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import torch.distributed as dist
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from cvkit.metrics.operating_point import operating_point
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +225,19 @@ class CocoEvaluator:
                     }
                 )
         return per_class
+
+    def operating_point(self, score_thresh: float) -> dict[str, Any]:
+        """After `compute`: the boxes' precision, recall and F1 at `score_thresh` and at the best F1, the
+        confusion matrix with background and the precision-recall curves of the evaluated images
+        (:func:`cvkit.metrics.operating_point.operating_point`)."""
+        if "bbox" not in self.coco_evals:
+            raise RuntimeError("CocoEvaluator.operating_point() before compute()")
+        truth: dict[int, list[dict[str, Any]]] = {}
+        for annotation in self.ground_truth["annotations"]:
+            if annotation["image_id"] in self.per_image:
+                truth.setdefault(annotation["image_id"], []).append(annotation)
+        classes = [(category, self.category_names[category]) for category in self.label_to_category.tolist()]
+        return operating_point(self.coco_evals["bbox"], truth, self.per_image, classes, score_thresh)
 
 
 def binary_masks(masks: torch.Tensor) -> np.ndarray:

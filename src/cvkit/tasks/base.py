@@ -156,7 +156,8 @@ class BaseTask(pl.LightningModule):
         return {f"{stage}_images": count for stage, count in self.image_counts.items()}
 
     def report_files(self) -> dict[str, Any]:
-        """Files the last validation leaves in the run dir: ``{file name: JSON content}``."""
+        """Files the last validation leaves in the run dir: ``{file name: JSON content, or an HxWx3 uint8
+        picture for a .png}``."""
         return {}
 
     def per_class_tables(self) -> dict[str, dict[str, dict[str, Any]]]:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MaxMetric
@@ -14,7 +15,7 @@ from torchmetrics import MaxMetric
 from cvkit.data.detection.module import DetectionDataModule
 from cvkit.metrics.detection import MASK_THRESHOLD, CocoEvaluator
 from cvkit.tasks.base import BaseTask
-from cvkit.visualize import detections_image
+from cvkit.visualize import confusion_matrix_image, detections_image, precision_recall_image
 
 log = logging.getLogger(__name__)
 Batch = tuple[list[torch.Tensor], list[dict[str, Any]]]
@@ -46,6 +47,10 @@ class DetectionTask(BaseTask):
     losses on held-out images, when ``val_loss``), COCO box metrics of the whole split gathered across
     ranks (``{val,test}/map``, ``map_50``, ``map_75``, ``map_small|medium|large``, ``mar_1|10|100``, ...),
     ``val/map_best``, and ``log_images`` val images with their true (green) and predicted (red) boxes.
+    At the operating point ``operating_score_thresh`` (:mod:`cvkit.metrics.operating_point`): the mean over
+    classes of precision, recall and F1 (``{val,test}/precision``, ``recall``, ``f1``), the best mean F1 and
+    its threshold (``best_f1``, ``best_f1_score_thresh``); per class, a confusion matrix with background and
+    precision-recall curves in metrics.json, the end-of-run tables, TensorBoard and the run dir (PNG).
 
     An unreadable image counts as an image without detections: the whole split scores as pycocotools
     scores the user's own annotation file with these predictions."""
@@ -57,11 +62,20 @@ class DetectionTask(BaseTask):
     iou_types: tuple[str, ...] = ("bbox",)
     best_metric = "map"
 
-    def __init__(self, *, val_loss: bool, log_images: int, draw_score_thresh: float, **base: Any) -> None:
+    def __init__(
+        self,
+        *,
+        val_loss: bool,
+        log_images: int,
+        draw_score_thresh: float,
+        operating_score_thresh: float = 0.0,
+        **base: Any,
+    ) -> None:
         super().__init__(**base)
         self.val_loss = val_loss
         self.log_images = log_images
         self.draw_score_thresh = draw_score_thresh
+        self.operating_score_thresh = operating_score_thresh
         self.val_map_best = MaxMetric()
         self.evaluator: CocoEvaluator | None = None
         self.evaluations: dict[str, dict[str, Any]] = {}
@@ -127,13 +141,18 @@ class DetectionTask(BaseTask):
         if not self.evaluator.per_image:  # no image of this split was evaluated
             return {}
         metrics = self.evaluator.compute()
-        self.log_dict({f"{stage}/{name}": value for name, value in metrics.items()}, sync_dist=False)
+        point = self.evaluator.operating_point(self.operating_score_thresh)
+        scalars = {**metrics, **point["metrics"]}
+        self.log_dict({f"{stage}/{name}": value for name, value in scalars.items()}, sync_dist=False)
         if not self.trainer.sanity_checking:
             self.evaluations[stage] = {
                 "per_class_ap": self.evaluator.per_class_ap(),
+                "operating_point": point,
                 "predictions": self.evaluator.results(),
                 "ground_truth": self.evaluator.evaluated_ground_truth(),
             }
+            if stage == "val":
+                self._draw_operating_point(point)
         return metrics
 
     def _draw(self, batch: Batch, detections: list[dict[str, torch.Tensor]]) -> None:
@@ -148,16 +167,58 @@ class DetectionTask(BaseTask):
             drawn = detections_image(image, target, shown, self.class_names, MASK_THRESHOLD)
             experiment.add_image(f"val/detections/{i}", drawn, self.global_step)
 
+    def _draw_operating_point(self, point: dict[str, Any]) -> None:
+        experiment = getattr(self.logger, "experiment", None)
+        if not self.trainer.is_global_zero or not hasattr(experiment, "add_image"):
+            return
+        for name, picture in operating_point_pictures(point).items():
+            experiment.add_image(f"val/{name}", picture, self.global_step, dataformats="HWC")
+
     def report(self) -> dict[str, Any]:
         evaluation = self.evaluations.get("val")
-        return {**super().report(), **({"val_per_class_ap": evaluation["per_class_ap"]} if evaluation else {})}
+        if not evaluation:
+            return super().report()
+        point = evaluation["operating_point"]
+        return {
+            **super().report(),
+            "val_per_class_ap": evaluation["per_class_ap"],
+            "val_operating_point": point["per_class"],
+            "val_confusion_matrix": point["confusion_matrix"],
+            "val_pr_curves": point["pr_curves"],
+        }
 
     def per_class_tables(self) -> dict[str, dict[str, dict[str, Any]]]:
-        return {"val AP per class (last epoch)": self.report().get("val_per_class_ap", {})}
+        report = self.report()
+        if "val_operating_point" not in report:
+            return {}
+        at = f"score >= {self.operating_score_thresh:g}, IoU 0.5"
+        return {
+            "val AP per class (last epoch)": report["val_per_class_ap"],
+            f"val precision, recall, F1 per class (last epoch; {at})": report["val_operating_point"],
+        }
 
     def report_files(self) -> dict[str, Any]:
-        """The last val evaluation in COCO formats, so that anyone can re-score it with pycocotools."""
+        """The last val evaluation in COCO formats, so that anyone can re-score it with pycocotools, and its
+        operating point's pictures."""
         evaluation = self.evaluations.get("val")
         if not evaluation:
             return {}
-        return {"predictions.json": evaluation["predictions"], "ground_truth.json": evaluation["ground_truth"]}
+        pictures = {
+            f"{name}.png": picture for name, picture in operating_point_pictures(evaluation["operating_point"]).items()
+        }
+        return {
+            "predictions.json": evaluation["predictions"],
+            "ground_truth.json": evaluation["ground_truth"],
+            **pictures,
+        }
+
+
+def operating_point_pictures(point: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The precision-recall curves and the confusion matrix of an operating point, as HxWx3 uint8 pictures."""
+    confusion, curves = point["confusion_matrix"], point["pr_curves"]
+    return {
+        "pr_curves": precision_recall_image(
+            curves["recall"], curves["classes"], point["per_class"], confusion["score_thresh"]
+        ),
+        "confusion_matrix": confusion_matrix_image(np.array(confusion["counts"]), confusion["classes"]),
+    }
