@@ -1,6 +1,7 @@
-"""Every use of a dependency's private API, in one place. Upgrading Lightning, torch or albumentations means
-reading this file; ``tests/test_compat.py`` fails naming the upstream symbol when one of these goes away, and
-``pyproject.toml`` bounds each of these libraries below its next minor release.
+"""Every use of a dependency's private API or internal layout, in one place. Upgrading Lightning, torch,
+transformers or albumentations means reading this file; ``tests/test_compat.py`` fails naming the upstream
+symbol when one of these goes away, and ``pyproject.toml`` bounds each of these libraries below its next
+minor (transformers: major) release.
 
 Each function says what it reaches into and why no public API does the job.
 """
@@ -11,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 if TYPE_CHECKING:
@@ -77,3 +79,32 @@ def shutdown_loader_workers(loader: DataLoader) -> None:
     iterator = getattr(loader, "_iterator", None)  # the workers' iterator, kept by persistent_workers
     if iterator is not None and hasattr(iterator, "_shutdown_workers"):
         iterator._shutdown_workers()
+
+
+def use_detr_backbone(network: nn.Module, backbone: nn.Module, hidden: int) -> nn.Module:
+    """Give a ``transformers`` RT-DETR v2 or D-FINE model (``*ForObjectDetection``) `backbone` in place of the
+    one its config built: a module with ``intermediate_channel_sizes`` whose ``forward(pixel_values,
+    pixel_mask)`` gives ``(map, mask)`` per level, as the library's ``*ConvEncoder`` does. transformers builds
+    backbones only from configs (``load_backbone``), which cannot hold cvkit's levels (a ViT's simple pyramid,
+    resized Inception maps); the model's ``__init__`` sizes its ``encoder_input_proj`` from the backbone's
+    channels, so it is rebuilt here as ``__init__`` builds it (a 1x1 convolution without bias, BatchNorm).
+    Public attributes, but the library's internal layout: ``tests/test_compat.py`` checks it."""
+    model = network.model
+    if not (hasattr(model, "backbone") and isinstance(getattr(model, "encoder_input_proj", None), nn.ModuleList)):
+        raise RuntimeError("transformers' DETR model no longer has model.backbone and model.encoder_input_proj")
+    model.backbone = backbone
+    model.encoder_input_proj = nn.ModuleList(
+        nn.Sequential(nn.Conv2d(channels, hidden, kernel_size=1, bias=False), nn.BatchNorm2d(hidden))
+        for channels in backbone.intermediate_channel_sizes
+    )
+    return network
+
+
+def detr_denoising_embedding(network: nn.Module) -> nn.Embedding | None:
+    """The class embedding of a ``transformers`` RT-DETR v2 / D-FINE model's denoising queries
+    (``model.denoising_class_embed``), which only a batch with boxes uses; None when denoising is off."""
+    if network.config.num_denoising <= 0:
+        return None
+    if not isinstance(embedding := getattr(network.model, "denoising_class_embed", None), nn.Embedding):
+        raise RuntimeError("transformers' DETR model no longer has model.denoising_class_embed")
+    return embedding

@@ -43,6 +43,7 @@ def run_summary(
         "loader_workers": datamodule.loader_workers(trainer),
         **plan.lr.as_dict(),
         "lr_rule": plan.lr.formula(),
+        **backbone_lr(plan),
         "scheduler": plan.schedule.name,
         "warmup_epochs": plan.schedule.warmup_epochs,
         "max_epochs": trainer.max_epochs,
@@ -56,6 +57,14 @@ def run_summary(
         **({"batch_size": f"auto: {plan.lr.per_device_batch_size} per device"} if searched else {}),
         "resumed_from": resumed_from,
     }
+
+
+def backbone_lr(plan: TrainingPlan) -> dict[str, str]:
+    """The backbone's own LR, where ``optimizer.backbone_lr_factor`` gives it one."""
+    factor = float(plan.optimizer.get("backbone_lr_factor", 1.0))
+    if factor == 1.0:
+        return {}
+    return {"backbone_lr": f"{plan.lr.effective_lr * factor:.4g} (backbone_lr_factor {factor:g})"}
 
 
 def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

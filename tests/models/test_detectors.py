@@ -10,11 +10,13 @@ from torch import nn
 
 from cvkit.errors import CvkitError
 from cvkit.models.detectors import build_detector, level_strides
+from cvkit.models.networks import DETR_OPTIONS
 from tests.helpers.steps import sgd_step
 
 # The detector knobs as configs/task/detection.yaml sets them (the code has no defaults of its own).
 OPTIONS = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[2] / "configs/task/detection.yaml").model)
-OPTIONS.pop("coco_weights")
+for key in ("coco_weights", *DETR_OPTIONS):  # torchvision's COCO models, and the DETR detectors' (test_detr.py)
+    OPTIONS.pop(key)
 
 
 def detector(**given: object) -> torch.nn.Module:

@@ -2,6 +2,7 @@
 per task (:mod:`cvkit.models.networks`)."""
 
 from cvkit.models.backbones import FAMILIES, build_classifier, count_parameters
+from cvkit.models.detectors import backbone_parameters
 from cvkit.models.networks import (
     NETWORKS,
     build_network,
@@ -15,6 +16,7 @@ from cvkit.models.networks import (
 __all__ = [
     "FAMILIES",
     "NETWORKS",
+    "backbone_parameters",
     "build_classifier",
     "build_network",
     "classification_network",

@@ -53,32 +53,48 @@ class SimplePyramid(nn.Module):
         return [scale(feature) for scale in self.scales]
 
 
-class PyramidBackbone(nn.Module):
-    """A timm network as a detection backbone: ``forward(images) -> OrderedDict`` of FPN maps, all of
-    ``out_channels`` channels, at strides 8, 16, 32 and those of `extra_blocks`."""
+class PyramidLevels(nn.Module):
+    """A timm ``features_only`` network's maps at strides 8, 16 and 32 (``forward(images) -> list``): taken
+    from the network where it has them, else built from its last map by a :class:`SimplePyramid`;
+    ``channels`` lists their widths."""
 
-    def __init__(self, body: nn.Module, out_channels: int, extra_blocks: ExtraFPNBlock | None) -> None:
+    def __init__(self, body: nn.Module) -> None:
         super().__init__()
         self.body = body
         reductions = body.feature_info.reduction()
         if set(PYRAMID_STRIDES) <= set(reductions):
             self.simple_pyramid = None
-            in_channels = [body.feature_info.channels()[reductions.index(s)] for s in PYRAMID_STRIDES]
+            self.channels = [body.feature_info.channels()[reductions.index(s)] for s in PYRAMID_STRIDES]
             self.taken = [reductions.index(s) for s in PYRAMID_STRIDES]
         else:  # a single-resolution network: build the levels from its last map
             channels, stride = body.feature_info.channels()[-1], reductions[-1]
             self.simple_pyramid = SimplePyramid(channels, stride, PYRAMID_STRIDES)
-            in_channels = [channels] * len(PYRAMID_STRIDES)
+            self.channels = [channels] * len(PYRAMID_STRIDES)
             self.taken = [len(reductions) - 1]
-        self.fpn = FeaturePyramidNetwork(in_channels, out_channels, extra_blocks=extra_blocks)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        features = self.body(images)
+        features = [features[i] for i in self.taken]
+        return self.simple_pyramid(features[-1]) if self.simple_pyramid is not None else features
+
+
+def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of the timm networks inside `model`'s :class:`PyramidLevels` (a detector's or instance
+    segmenter's backbone): what ``optimizer.backbone_lr_factor`` scales. Empty for other networks."""
+    return [p for module in model.modules() if isinstance(module, PyramidLevels) for p in module.body.parameters()]
+
+
+class PyramidBackbone(PyramidLevels):
+    """A timm network as a detection backbone: ``forward(images) -> OrderedDict`` of FPN maps, all of
+    ``out_channels`` channels, at strides 8, 16, 32 and those of `extra_blocks`."""
+
+    def __init__(self, body: nn.Module, out_channels: int, extra_blocks: ExtraFPNBlock | None) -> None:
+        super().__init__(body)
+        self.fpn = FeaturePyramidNetwork(self.channels, out_channels, extra_blocks=extra_blocks)
         self.out_channels = out_channels
 
     def forward(self, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        features = self.body(images)
-        features = [features[i] for i in self.taken]
-        if self.simple_pyramid is not None:
-            features = self.simple_pyramid(features[-1])
-        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(features)))
+        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(super().forward(images))))
 
 
 class ForegroundOnly:
@@ -111,9 +127,31 @@ def build_pyramid_backbone(
     extra_blocks: ExtraFPNBlock | None = None,
     **timm_kwargs: Any,
 ) -> PyramidBackbone:
-    """The timm model `name` of `family` as a :class:`PyramidBackbone`. BatchNorm is frozen (as torchvision
-    does for its detectors) when `freeze_bn` says so, or by default when pretrained weights are loaded:
-    detection batches are too small for BatchNorm statistics."""
+    """The timm model `name` of `family` as a :class:`PyramidBackbone` (`freeze_bn`: see
+    :func:`build_pyramid_levels`)."""
+    body = feature_body(family, name, pretrained, weights, freeze_bn, **timm_kwargs)
+    return PyramidBackbone(body, out_channels, extra_blocks)
+
+
+def build_pyramid_levels(
+    *,
+    family: str,
+    name: str,
+    pretrained: bool = False,
+    weights: str | None = None,
+    freeze_bn: bool | None = None,
+    **timm_kwargs: Any,
+) -> PyramidLevels:
+    """The timm model `name` of `family` as :class:`PyramidLevels`. BatchNorm is frozen (as torchvision does
+    for its detectors) when `freeze_bn` says so, or by default when pretrained weights are loaded: detection
+    batches are too small for BatchNorm statistics."""
+    return PyramidLevels(feature_body(family, name, pretrained, weights, freeze_bn, **timm_kwargs))
+
+
+def feature_body(
+    family: str, name: str, pretrained: bool, weights: str | None, freeze_bn: bool | None, **timm_kwargs: Any
+) -> nn.Module:
+    """timm's ``features_only`` `name`, BatchNorm frozen as :func:`build_pyramid_levels` says."""
     body, loaded = create_feature_extractor(
         family=family,
         name=name,
@@ -122,9 +160,7 @@ def build_pyramid_backbone(
         purpose="as a feature extractor",
         **timm_kwargs,
     )
-    if freeze_bn if freeze_bn is not None else loaded:
-        body = freeze_batch_norm_2d(body)
-    return PyramidBackbone(body, out_channels, extra_blocks)
+    return freeze_batch_norm_2d(body) if (freeze_bn if freeze_bn is not None else loaded) else body
 
 
 def level_strides(detector: str) -> list[int]:

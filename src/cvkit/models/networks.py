@@ -20,11 +20,13 @@ from cvkit.errors import CvkitError
 from cvkit.models.backbones import build_classifier, check_input_sizes, input_stride
 from cvkit.models.coco_detectors import build_coco_detector
 from cvkit.models.detectors import build_detector
+from cvkit.models.detr import DETR_DETECTORS, build_detr
 from cvkit.models.instance_segmenters import build_instance_segmenter
 from cvkit.models.segmenters import build_segmenter
 
 NetworkBuilder = Callable[[Mapping[str, Any], Mapping[str, Any], int, Any, bool], nn.Module]
 DETECTOR_PADDING = 32  # torchvision's detectors pad each batch to a multiple of this
+DETR_OPTIONS = ("num_queries", "decoder_layers")  # task.model options of the DETR-family detectors only
 
 
 def with_model_options(build: Callable[..., nn.Module], model: Mapping[str, Any], **arguments: Any) -> nn.Module:
@@ -58,9 +60,37 @@ def classification_network(
 def detection_network(
     backbone: Mapping[str, Any], model: Mapping[str, Any], num_classes: int, image_size: Any, load_weights: bool
 ) -> nn.Module:
-    """The torchvision detector of ``model`` on `backbone`, or torchvision's COCO-trained one
+    """The torchvision or DETR-family detector of ``model`` on `backbone`, or torchvision's COCO-trained one
     (``model.coco_weights``); detectors resize inside, so `image_size` is unused."""
+    if model.get("detector") in DETR_DETECTORS:
+        return detr_network(backbone, model, num_classes, load_weights)
+    model = {key: value for key, value in model.items() if key not in DETR_OPTIONS}
     return pyramid_network(build_detector, backbone, model, num_classes, load_weights)
+
+
+def detr_network(
+    backbone: Mapping[str, Any], model: Mapping[str, Any], num_classes: int, load_weights: bool
+) -> nn.Module:
+    """RT-DETR v2 or D-FINE (``model.detector``) on `backbone`: the detection options it has (a ``min_size``
+    square, no anchors, no NMS) and its own; a set option of the anchor detectors is refused, not ignored."""
+    model, backbone = trained_architecture(model, backbone, load_weights)
+    detector = model["detector"]
+    if model.get("coco_weights"):
+        raise CvkitError(f"task.model.coco_weights: torchvision has no COCO-trained {detector}; leave it null")
+    if given := [key for key in ("anchor_sizes",) if model.get(key) is not None]:
+        raise CvkitError(
+            f"task.model.{given[0]} is for anchor-based detectors; {detector} has no anchors: leave it null"
+        )
+    options = {key: model[key] for key in DETR_OPTIONS if key in model}
+    shared = ("image_mean", "image_std", "score_thresh", "detections_per_img", "freeze_bn")
+    return with_model_options(
+        build_detr,
+        {**options, **{key: model[key] for key in shared if key in model}},
+        detector=detector,
+        backbone=dict(backbone),
+        num_classes=num_classes,
+        size=model["min_size"],
+    )
 
 
 def instance_segmentation_network(
@@ -82,17 +112,26 @@ def pyramid_network(
     """``build`` (a detector of :mod:`cvkit.models.detectors` or Mask R-CNN) on `backbone` with the options of
     ``model``, or torchvision's COCO-trained ``model["detector"]`` with ``model.coco_weights``. Without
     `load_weights`, the architecture of the trained run: BatchNorm frozen as it was when weights were loaded."""
-    model = dict(model)
-    if not load_weights:
-        if model.get("freeze_bn") is None:  # frozen when the trained run loaded weights
-            model["freeze_bn"] = bool(backbone.get("pretrained") or backbone.get("weights"))
-        backbone = architecture_only(backbone)
+    model, backbone = trained_architecture(model, backbone, load_weights)
     if model.get("coco_weights"):
         return build_coco_detector(model, backbone["name"], num_classes, load_weights=load_weights)
     model.pop("coco_weights", None)
     if build is build_instance_segmenter:
         model.pop("detector")
     return with_model_options(build, model, backbone=dict(backbone), num_classes=num_classes)
+
+
+def trained_architecture(
+    model: Mapping[str, Any], backbone: Mapping[str, Any], load_weights: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model options, backbone) as given, or without `load_weights` the trained run's architecture without its
+    initial weights: BatchNorm frozen as it was when weights were loaded."""
+    model, backbone = dict(model), dict(backbone)
+    if not load_weights:
+        if model.get("freeze_bn") is None:  # frozen when the trained run loaded weights
+            model["freeze_bn"] = bool(backbone.get("pretrained") or backbone.get("weights"))
+        backbone = architecture_only(backbone)
+    return model, backbone
 
 
 def segmentation_network(
@@ -110,11 +149,17 @@ def classifier_input(backbone: Mapping[str, Any], model: Mapping[str, Any], imag
 
 
 def detector_input(backbone: Mapping[str, Any], model: Mapping[str, Any], image_size: Any) -> None:
-    """A detector resizes inside: SSDlite to a ``min_size`` square, the others to any size padded to a multiple
-    of 32 (torchvision's ``size_divisible``)."""
+    """A detector resizes inside: SSDlite to a ``min_size`` square, RT-DETR and D-FINE to a ``min_size`` square
+    that is a multiple of 32 (their coarsest level), the others to any size padded to a multiple of 32
+    (torchvision's ``size_divisible``)."""
     if model.get("coco_weights"):
         return  # torchvision's own ResNet-50
-    if model.get("detector") == "ssdlite":
+    if model.get("detector") in DETR_DETECTORS and model["min_size"] % DETECTOR_PADDING:
+        raise CvkitError(
+            f"task.model.min_size={model['min_size']}: {model['detector']} sees min_size x min_size squares, which "
+            f"must be a multiple of {DETECTOR_PADDING} (its coarsest level); try {model['min_size'] // 32 * 32 or 32}"
+        )
+    if model.get("detector") in ("ssdlite", *DETR_DETECTORS):
         check_input_sizes(backbone["family"], backbone["name"], [model["min_size"]], "task.model.min_size")
     elif DETECTOR_PADDING % (stride := input_stride(backbone["family"], backbone["name"])):
         raise CvkitError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
@@ -14,15 +14,35 @@ from cvkit.optim.param_groups import parameter_groups
 from cvkit.optim.schedules import Schedule
 
 # Keys of the optimizer config that cvkit reads; the rest are the optimizer class's own arguments.
-CVKIT_KEYS = ("_target_", "lr", "base_batch_size", "lr_scaling", "no_bn_bias_decay", "weight_decay")
+CVKIT_KEYS = (
+    "_target_",
+    "lr",
+    "base_batch_size",
+    "lr_scaling",
+    "no_bn_bias_decay",
+    "weight_decay",
+    "backbone_lr_factor",
+)
 
 
-def build_optimizer(model: nn.Module, config: Mapping[str, Any], lr: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, config: Mapping[str, Any], lr: float, backbone: Collection[nn.Parameter] = ()
+) -> torch.optim.Optimizer:
     """Instantiate ``config._target_`` over `model`'s parameter groups with the effective `lr` and the
-    config's other arguments."""
+    config's other arguments; ``backbone_lr_factor`` scales the LR of the `backbone` parameters (the schedule
+    then scales every group alike)."""
     optimizer_class = get_class(config["_target_"])
     kwargs = {key: value for key, value in config.items() if key not in CVKIT_KEYS}
-    groups = parameter_groups(model, float(config.get("weight_decay", 0.0)), bool(config.get("no_bn_bias_decay")))
+    factor = float(config.get("backbone_lr_factor", 1.0))
+    if factor != 1.0 and not backbone:
+        raise CvkitError(
+            f"optimizer.backbone_lr_factor={factor}: this network has no backbone it can tell apart (detectors and "
+            "instance segmenters have); leave it at 1.0"
+        )
+    weight_decay, no_bn_bias_decay = float(config.get("weight_decay", 0.0)), bool(config.get("no_bn_bias_decay"))
+    groups = parameter_groups(model, weight_decay, no_bn_bias_decay, backbone, factor)
+    for group in groups:
+        group["lr"] = lr * group.pop("lr_factor", 1.0)
     try:
         return optimizer_class(groups, lr=lr, **kwargs)
     except TypeError as err:

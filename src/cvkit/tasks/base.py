@@ -19,6 +19,7 @@ from cvkit.checkpoints import RunRecord, TaskState, save_task_state
 from cvkit.data.base import BaseDataModule
 from cvkit.data.batches import Batch
 from cvkit.errors import CvkitError
+from cvkit.models import backbone_parameters
 from cvkit.optim import TrainingPlan, build_optimizer
 from cvkit.tasks.image_counts import EVALUATION_STAGES, ImageCount, gathered
 from cvkit.tasks.nonfinite import NonfiniteLossGuard
@@ -169,7 +170,9 @@ class BaseTask(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         if self.plan is None:
             raise CvkitError("this task was built without a training plan (for evaluation): it cannot be trained")
-        optimizer = build_optimizer(self.model, self.plan.optimizer, self.plan.lr.effective_lr)
+        optimizer = build_optimizer(
+            self.model, self.plan.optimizer, self.plan.lr.effective_lr, backbone_parameters(self.model)
+        )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.lr_factor(step))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
