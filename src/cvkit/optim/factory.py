@@ -41,8 +41,8 @@ def build_optimizer(
         )
     weight_decay, no_bn_bias_decay = float(config.get("weight_decay", 0.0)), bool(config.get("no_bn_bias_decay"))
     groups = parameter_groups(model, weight_decay, no_bn_bias_decay, backbone, factor)
-    for group in groups:
-        group["lr"] = lr * group.pop("lr_factor", 1.0)
+    for group in groups:  # (the factor stays in the group, where a resumed schedule finds it)
+        group["lr"] = lr * group.setdefault("lr_factor", 1.0)
     try:
         return optimizer_class(groups, lr=lr, **kwargs)
     except TypeError as err:

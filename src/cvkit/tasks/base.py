@@ -236,9 +236,10 @@ class BaseTask(pl.LightningModule):
         scheduler = self.lr_schedulers()
         peak_lr, global_batch = self.plan.lr.effective_lr, self.plan.lr.global_batch_size
         epoch = scheduler.last_epoch / saved["steps_per_epoch"]
-        scheduler.base_lrs = [peak_lr] * len(scheduler.base_lrs)
-        for group in scheduler.optimizer.param_groups:
-            group["initial_lr"] = peak_lr
+        groups = scheduler.optimizer.param_groups
+        scheduler.base_lrs = [peak_lr * group.get("lr_factor", 1.0) for group in groups]  # (backbone_lr_factor)
+        for group, base_lr in zip(groups, scheduler.base_lrs, strict=True):
+            group["initial_lr"] = base_lr
         # One step of the scheduler onto the position: it sets each group's LR there (and get_last_lr()).
         scheduler.last_epoch = round(epoch * self.steps_per_epoch) - 1
         with warnings.catch_warnings():  # torch's notice of a step before any optimizer step: it is meant
