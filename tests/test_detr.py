@@ -14,8 +14,10 @@ from tests.helpers.checkpoints import assert_same_weights, final_checkpoint
 from tests.helpers.cli import evaluate_val, train_into
 from tests.helpers.coco import cocoeval_stats
 from tests.helpers.configs import compose_train, export_cfg
-from tests.helpers.logs import read_metrics, read_report
+from tests.helpers.datasets import voc_subset
+from tests.helpers.logs import csv_column, read_metrics, read_report
 from tests.helpers.presets import DDP_CPU
+from tests.helpers.tasks import untrained_val_metrics
 
 pytest.importorskip("transformers", reason="the detr extra (transformers) is not installed")
 
@@ -127,3 +129,37 @@ def test_a_rank_with_only_empty_images_neither_hangs_nor_changes_the_scores(bccd
     one = evaluate_val(run_dir / "checkpoints" / "last.ckpt", tmp_path / "eval", val_batches=4)
     for key in ("val/map", "val/map_50", "val/mar_100", "val/precision", "val/recall"):
         assert two_ranks[key] == pytest.approx(one[key], rel=1e-6), key
+
+
+# BCCD's first four images (BloodImage_00000 to 00003: 4 WBC, about 60 RBC, 5 platelets), learned and scored on
+# themselves.
+LEARNING_IDS = [f"BloodImage_0000{i}" for i in range(4)]
+
+
+@pytest.mark.slow
+def test_dfine_learns_its_training_images(bccd_voc: Path, tmp_path: Path) -> None:
+    """D-FINE from scratch on 4 images, 50 epochs of 2 steps (AdamW 5e-4, clipped at 0.1): the loss falls and
+    val mAP50 on those images climbs far above the untrained model's. About 2 minutes on a quiet 2-core CPU."""
+    root = voc_subset(bccd_voc, tmp_path / "voc", LEARNING_IDS)
+    overrides = [
+        *tiny_detr(root),
+        "task.model.min_size=192",
+        "task.val_loss=false",
+        "trainer.max_epochs=50",
+        "trainer.limit_train_batches=null",
+        "trainer.limit_val_batches=null",
+        "optimizer.lr=5e-4",
+        "optimizer.base_batch_size=2",
+        "optimizer.weight_decay=1e-4",
+        "optimizer.backbone_lr_factor=1.0",  # from scratch, the backbone has everything to learn
+        "logger=csv",
+    ]
+    untrained = untrained_val_metrics(compose_train(tmp_path / "untrained", *overrides, "logger=none"))
+    run_dir = tmp_path / "run"
+    train_into(run_dir, *overrides)
+    losses, map_50 = csv_column(run_dir, "train/loss_epoch"), csv_column(run_dir, "val/map_50")
+    assert len(losses) == len(map_50) == 50
+    assert losses[-1] < 0.8 * losses[0], losses  # here 26.9 -> 18.5
+    # Untrained 0 here, 0.66 after the 100 steps: far beyond seed noise.
+    assert untrained["val/map_50"] < 0.05, untrained
+    assert map_50[-1] >= max(0.3, untrained["val/map_50"] + 0.25), map_50
