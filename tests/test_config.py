@@ -8,7 +8,9 @@ import pytest
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from cvkit.builders import build_trainer
 from cvkit.config import merge_overrides
+from cvkit.errors import CvkitError
 from tests.helpers.configs import compose_train
 from tests.helpers.paths import REPO
 
@@ -119,3 +121,15 @@ def test_auto_loader_workers_follow_the_cores_per_device() -> None:
     assert loader_workers("auto", cores=4, local_devices=8, on_gpu=True) == 1
     assert loader_workers("auto", cores=2, local_devices=1, on_gpu=False) == 2
     assert loader_workers("auto", cores=1, local_devices=1, on_gpu=False) == 1
+
+
+def test_settings_for_a_callback_the_chosen_group_lacks_are_named(tmp_path: Path) -> None:
+    """experiment=bccd_detr tunes callbacks.ema; with callbacks=default there is no EMA to tune: one line says
+    so, instead of Lightning failing on a plain dict as a callback."""
+    cfg = compose_train(tmp_path, "experiment=bccd_detr", "callbacks=default")
+    with pytest.raises(CvkitError, match=r"callbacks.ema has settings \(decay, update_starting_at_step\) but the "):
+        build_trainer(cfg)
+    assert any(
+        type(c).__name__ == "EMAWeightAveraging"
+        for c in build_trainer(compose_train(tmp_path, "experiment=bccd_detr")).callbacks
+    )

@@ -42,6 +42,24 @@ def instantiate_at(key: str, node: Any, **kwargs: Any) -> Any:
         raise CvkitError(f"{key}: {err.__cause__ or err}") from err
 
 
+def instantiate_group(cfg: DictConfig, group: str) -> list[Any]:
+    """Each entry of the ``group`` config (loggers, callbacks), instantiated; null entries are switched off. An
+    entry with settings but no ``_target_`` is refused: its settings came from elsewhere (an experiment's
+    ``callbacks.ema.decay``) while the chosen group file has no such entry."""
+    objects = []
+    for name, node in (cfg.get(group) or {}).items():
+        if node is None:
+            continue
+        if "_target_" not in node:
+            raise CvkitError(
+                f"{group}.{name} has settings ({', '.join(node)}) but the chosen {group} config has no {name!r} "
+                f"entry to apply them to; choose one that has it (e.g. {group}={name}) or drop the {group}.{name} "
+                "settings"
+            )
+        objects.append(instantiate_at(f"{group}.{name}", node))
+    return objects
+
+
 def task_class(cfg: DictConfig) -> type[BaseTask]:
     """The task class ``cfg.task._target_`` names."""
     return get_class(cfg.task._target_)
@@ -119,10 +137,9 @@ def build_trainer(
     """The Lightning Trainer of ``cfg.trainer`` (with `overrides` of its arguments) with the configured loggers,
     `extra_callbacks` and then the configured callbacks (or `callbacks`: Lightning runs callbacks in this order,
     checkpoint writers last), writing every checkpoint through :class:`AtomicCheckpointIO`."""
-    loggers = [instantiate_at(f"logger.{k}", c) for k, c in (cfg.get("logger") or {}).items() if c is not None]
+    loggers = instantiate_group(cfg, "logger")
     if callbacks is None:
-        configured = (cfg.get("callbacks") or {}).items()
-        callbacks = [instantiate_at(f"callbacks.{k}", c) for k, c in configured if c is not None]
+        callbacks = instantiate_group(cfg, "callbacks")
     check_launcher(int(cfg.trainer.get("num_nodes") or 1))
     return instantiate_at(
         "trainer",
