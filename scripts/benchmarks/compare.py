@@ -100,6 +100,19 @@ WORKLOADS = {
             *("--epochs", "1", "--limit-batches", "20"),
         ],
     ),
+    "detr": Workload(
+        cvkit=[
+            "experiment=bccd_detr",
+            "data.root={data}/BCCD",
+            "trainer.max_epochs=1",
+            "test_after_fit=false",
+            "task.log_images=0",
+            "trainer.limit_train_batches=20",
+            "trainer.limit_val_batches=20",
+        ],
+        baseline="detr.py",
+        baseline_args=["--data", "{data}/BCCD", "--epochs", "1", "--limit-batches", "20"],
+    ),
 }
 
 
