@@ -3,8 +3,8 @@ decoding, validation and checkpoints included.
 
 For each workload, runs the ``cvkit-train`` command and the hand-written baseline (``baselines/*.py``)
 alternately (cvkit, plain, plain, cvkit, ...: each gets the early and the late slots equally), ``--repeats``
-times each, and records the wall seconds and the CPU seconds (user + system, the loader workers included)
-of every process. Prints the medians, the ratio of the medians cvkit / plain and the median of the ratios of
+times each, and records the wall seconds, the CPU seconds (user + system, the loader workers included) of
+every process, and the peak resident memory of the largest process (MB). Prints the medians, the ratio of the medians cvkit / plain and the median of the ratios of
 the runs made next to each other (run i of each side), and writes everything as JSON.
 
     python scripts/benchmarks/compare.py --data ../shared/data --repeats 3 --json docs/benchmarks_e2e.json
@@ -125,18 +125,30 @@ def commands(workload: Workload, data: Path, out: Path, smoke: bool) -> dict[str
     return {"cvkit": cvkit, "plain": plain}
 
 
+# Runs a command and prints the peak resident memory of its largest process (ru_maxrss of the children it
+# waited for: the command's own process, or a worker if one grew larger), in a process of its own, so that
+# each command's peak is its own.
+PEAK_MEMORY = (
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+    "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)"
+)
+FIGURES = (("wall_s", "wall s"), ("cpu_s", "CPU s"), ("peak_mb", "peak MB"))
+
+
 def timed(command: list[str], log: Path) -> dict[str, float]:
-    """Run `command` (its output to `log`); its wall seconds and the CPU seconds of it and its children."""
+    """Run `command` (its output to `log`); its wall seconds, the CPU seconds of it and its children, and the
+    peak resident memory of its largest process in MB."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with log.open("w") as output:
-        result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT)
+        result = subprocess.run([sys.executable, "-c", PEAK_MEMORY, *command], stdout=output, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed (exit {result.returncode}); its output: {log}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu}
+    peak_kb = int(log.read_text().rsplit("peak_rss_kb", 1)[1].split()[0])
+    return {"wall_s": wall, "cpu_s": cpu, "peak_mb": peak_kb / 1024}
 
 
 def run_workload(name: str, workload: Workload, data: Path, repeats: int, smoke: bool, keep: Path) -> dict:
@@ -150,11 +162,12 @@ def run_workload(name: str, workload: Workload, data: Path, repeats: int, smoke:
             out.mkdir(parents=True, exist_ok=True)
             runs[side].append(timed(command, out / f"{side}.log"))
             print(f"{name} {side} run {repeat + 1}: {runs[side][-1]['wall_s']:.1f} s wall", flush=True)
-    medians = {side: {k: statistics.median(r[k] for r in runs[side]) for k in ("wall_s", "cpu_s")} for side in runs}
-    ratios = {k: medians["cvkit"][k] / medians["plain"][k] for k in ("wall_s", "cpu_s")}
+    keys = [key for key, _ in FIGURES]
+    medians = {side: {k: statistics.median(r[k] for r in runs[side]) for k in keys} for side in runs}
+    ratios = {k: medians["cvkit"][k] / medians["plain"][k] for k in keys}
     # Run i of each side ran next to each other: their ratios are less exposed to the machine's drift.
     pairs = list(zip(runs["cvkit"], runs["plain"]))
-    paired = {k: statistics.median(c[k] / p[k] for c, p in pairs) for k in ("wall_s", "cpu_s")}
+    paired = {k: statistics.median(c[k] / p[k] for c, p in pairs) for k in keys}
     return {"workload": name, "commands": commands(workload, data, keep / name, smoke), "runs": runs,
             "median": medians, "ratio": ratios, "paired_ratio": paired}  # fmt: skip
 
@@ -177,7 +190,7 @@ def main() -> None:
         results = [run_workload(n, w, data, args.repeats, args.smoke, keep) for n, w in workloads.items()]
     rows = []
     for result in results:
-        for key, label in (("wall_s", "wall s"), ("cpu_s", "CPU s")):
+        for key, label in FIGURES:
             runs = {side: " / ".join(f"{r[key]:.1f}" for r in result["runs"][side]) for side in ("cvkit", "plain")}
             median = result["median"]
             rows.append([result["workload"], label, f"{median['cvkit'][key]:.1f}", f"{median['plain'][key]:.1f}",
