@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import EMAWeightAveraging
 
 from tests.helpers.callbacks import StopAfterEpochs, plug
 from tests.helpers.checkpoints import assert_same_weights, final_checkpoint
@@ -36,3 +38,38 @@ def test_ema_is_validated_checkpointed_and_resumed_exactly(tmp_path: Path) -> No
     train_into(resumed, *RUN, "resume=true")
     assert_same_weights(averaged, final_checkpoint(resumed)["state_dict"])
     assert_same_weights(raw, final_checkpoint(resumed)["current_model_state"])
+
+
+class Recorder(pl.LightningModule):
+    """A linear layer trained on noise, recording the weight each validation sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+        self.seen: list[torch.Tensor] = []
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return self.layer(batch).pow(2).mean()
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        if batch_idx == 0:
+            self.seen.append(self.layer.weight.detach().clone())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def test_before_its_first_update_lightnings_ema_validates_the_initial_weights() -> None:
+    """What docs/training.md warns of: with update_starting_at_step, validations before that step score the
+    weights the run started from (the average is a copy of them until its first update), and a run that ends
+    before it ends with them. Hence no update_starting_at_step in cvkit's recipes."""
+    torch.manual_seed(0)
+    model = Recorder()
+    initial = model.layer.weight.detach().clone()
+    loader = torch.utils.data.DataLoader(torch.randn(8, 4), batch_size=2)
+    ema = EMAWeightAveraging(decay=0.5, update_starting_at_step=100)
+    trainer = pl.Trainer(max_epochs=2, callbacks=[ema], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(model, loader, loader)
+    assert all(torch.equal(seen, initial) for seen in model.seen)  # 2 validations, after 4 and 8 steps
+    assert torch.equal(model.layer.weight, initial)  # and the trained weights are gone

@@ -25,6 +25,7 @@ PACKAGES = (
     "pillow",
     "numpy",
     "onnxruntime",
+    "transformers",
 )
 
 
