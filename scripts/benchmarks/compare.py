@@ -4,8 +4,9 @@ decoding, validation and checkpoints included.
 For each workload, runs the ``cvkit-train`` command and the hand-written baseline (``baselines/*.py``)
 alternately (cvkit, plain, plain, cvkit, ...: each gets the early and the late slots equally), ``--repeats``
 times each, and records the wall seconds, the CPU seconds (user + system, the loader workers included) of
-every process, and the peak resident memory of the largest process (MB). Prints the medians, the ratio of the medians cvkit / plain and the median of the ratios of
-the runs made next to each other (run i of each side), and writes everything as JSON.
+every process, and the peak resident memory of the largest process (MB). Prints the medians, the ratio of
+the medians cvkit / plain and the median of the ratios of the runs made next to each other (run i of each
+side), and writes everything as JSON.
 
     python scripts/benchmarks/compare.py --data ../shared/data --repeats 3 --json docs/benchmarks_e2e.json
     python scripts/benchmarks/compare.py --workloads classification --smoke    # a few batches, to check it runs
