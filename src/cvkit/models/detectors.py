@@ -117,41 +117,24 @@ class ForegroundFCOS(ForegroundOnly, FCOS):
 
 
 def build_pyramid_backbone(
-    *,
-    family: str,
-    name: str,
-    pretrained: bool = False,
-    weights: str | None = None,
-    freeze_bn: bool | None = None,
-    out_channels: int = 256,
-    extra_blocks: ExtraFPNBlock | None = None,
-    **timm_kwargs: Any,
+    *, out_channels: int = 256, extra_blocks: ExtraFPNBlock | None = None, **backbone: Any
 ) -> PyramidBackbone:
-    """The timm model `name` of `family` as a :class:`PyramidBackbone` (`freeze_bn`: see
-    :func:`build_pyramid_levels`)."""
-    body = feature_body(family, name, pretrained, weights, freeze_bn, **timm_kwargs)
-    return PyramidBackbone(body, out_channels, extra_blocks)
-
-
-def build_pyramid_levels(
-    *,
-    family: str,
-    name: str,
-    pretrained: bool = False,
-    weights: str | None = None,
-    freeze_bn: bool | None = None,
-    **timm_kwargs: Any,
-) -> PyramidLevels:
-    """The timm model `name` of `family` as :class:`PyramidLevels`. BatchNorm is frozen (as torchvision does
-    for its detectors) when `freeze_bn` says so, or by default when pretrained weights are loaded: detection
-    batches are too small for BatchNorm statistics."""
-    return PyramidLevels(feature_body(family, name, pretrained, weights, freeze_bn, **timm_kwargs))
+    """The timm network of the `backbone` config keys (see :func:`feature_body`) as a :class:`PyramidBackbone`."""
+    return PyramidBackbone(feature_body(**backbone), out_channels, extra_blocks)
 
 
 def feature_body(
-    family: str, name: str, pretrained: bool, weights: str | None, freeze_bn: bool | None, **timm_kwargs: Any
+    *,
+    family: str,
+    name: str,
+    pretrained: bool = False,
+    weights: str | None = None,
+    freeze_bn: bool | None = None,
+    **timm_kwargs: Any,
 ) -> nn.Module:
-    """timm's ``features_only`` `name`, BatchNorm frozen as :func:`build_pyramid_levels` says."""
+    """timm's ``features_only`` `name` of `family`. BatchNorm is frozen (as torchvision does for its detectors)
+    when `freeze_bn` says so, or by default when pretrained weights are loaded: detection batches are too small
+    for BatchNorm statistics."""
     body, loaded = create_feature_extractor(
         family=family,
         name=name,

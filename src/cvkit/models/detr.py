@@ -24,7 +24,7 @@ from torch import nn
 
 from cvkit.compat import detr_denoising_embedding, use_detr_backbone
 from cvkit.errors import CvkitError
-from cvkit.models.detectors import PYRAMID_STRIDES, PyramidLevels, build_pyramid_levels
+from cvkit.models.detectors import PYRAMID_STRIDES, PyramidLevels, feature_body
 
 DETR_DETECTORS = ("rtdetr", "dfine")
 # Each model's size, as its authors' smallest ResNet-18 / nano recipes set it (RT-DETRv2-R18, D-FINE-N/S).
@@ -179,7 +179,7 @@ def build_detr(
         ) from err
     if detector == "dfine" and decoder_layers < 2:
         raise CvkitError(f"task.model.decoder_layers={decoder_layers}: transformers' D-FINE needs at least 2")
-    levels = DetrLevels(build_pyramid_levels(**backbone, freeze_bn=freeze_bn))
+    levels = DetrLevels(PyramidLevels(feature_body(**backbone, freeze_bn=freeze_bn)))
     config_class, model_class = {
         "rtdetr": (transformers.RTDetrV2Config, transformers.RTDetrV2ForObjectDetection),
         "dfine": (transformers.DFineConfig, transformers.DFineForObjectDetection),
