@@ -15,7 +15,7 @@ from tests.helpers.cli import evaluate_val, train_into
 from tests.helpers.coco import cocoeval_stats
 from tests.helpers.configs import compose_train, export_cfg
 from tests.helpers.datasets import voc_subset
-from tests.helpers.logs import csv_column, read_metrics, read_report
+from tests.helpers.logs import csv_column, read_metrics, read_report, read_summary
 from tests.helpers.presets import DDP_CPU
 from tests.helpers.tasks import untrained_val_metrics
 
@@ -65,7 +65,8 @@ def test_detr_run_scores_as_pycocotools_on_its_files(detr_run: tuple[Path, str])
     rescored = cocoeval_stats(run_dir / "ground_truth.json", run_dir / "predictions.json")
     assert rescored[: len(METRIC_KEYS)] == pytest.approx(logged, rel=1e-6, abs=1e-7)
     assert {"train/loss_vfl", "train/loss_giou", "train/loss_fgl", "val/loss", "val/f1"} <= set(metrics)
-    assert "sqrt(2 / 32)" in stdout and "backbone_lr" in stdout  # the rule's kind and the backbone's own LR
+    assert "sqrt(2 / 32)" in stdout  # the rule's kind, and the backbone's own LR group:
+    assert "; backbone: " in read_summary(run_dir)["lr_groups"]
     assert set(read_report(run_dir)["val_operating_point"]) == {"Platelets", "RBC", "WBC"}
 
 

@@ -192,11 +192,12 @@ def settle_batch_size(
 
 
 def build_training_plan(cfg: DictConfig, trainer: pl.Trainer, per_device_batch_size: int) -> TrainingPlan:
-    """The run's optimizer, effective LR and schedule (:func:`cvkit.optim.plan_training`) for `per_device_batch_size`
-    images on each of the trainer's devices."""
+    """The run's optimizer, effective LR, schedule and backbone freezing (:func:`cvkit.optim.plan_training`) for
+    `per_device_batch_size` images on each of the trainer's devices."""
     return plan_training(
         OmegaConf.to_container(cfg.optimizer, resolve=True),
         OmegaConf.to_container(cfg.scheduler, resolve=True),
+        OmegaConf.to_container(cfg.backbone, resolve=True),
         per_device_batch_size=per_device_batch_size,
         world_size=trainer.world_size,
         accumulate_grad_batches=trainer.accumulate_grad_batches,

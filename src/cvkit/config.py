@@ -57,6 +57,11 @@ POSITIVE_KEYS = (
 )
 
 
+# The backbone config keys that say how the backbone trains, not what it is: read by the training plan
+# (cvkit.optim.Freezing), left out of what builds the network.
+FREEZE_KEYS = ("freeze", "freeze_epochs", "freeze_stages", "unfreeze_lr_start", "unfreeze_warmup_epochs")
+
+
 # The callbacks of configs/callbacks/default.yaml that write checkpoints.
 CHECKPOINT_CALLBACKS = ("model_checkpoint", "checkpoints")
 
@@ -74,6 +79,7 @@ def validate(cfg: DictConfig) -> None:
             raise CvkitError(f"{key}={value!r} is not valid: it must be above 0, e.g. {example.split('e.g. ')[-1]}")
     check_lists(cfg)
     check_checkpointing(cfg)
+    check_unfreezing_under_ddp(cfg)
 
 
 def check_lists(cfg: DictConfig) -> None:
@@ -88,6 +94,20 @@ def check_lists(cfg: DictConfig) -> None:
         numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
         if key in PER_CHANNEL_KEYS and (len(value) != 3 or not numbers):
             raise CvkitError(f"{key}={list(value)} is not valid: it must be 3 numbers (R, G, B), e.g. {example}")
+
+
+def check_unfreezing_under_ddp(cfg: DictConfig) -> None:
+    """Refuse ``backbone.freeze_epochs`` under a DDP strategy that does not look for unused parameters: DDP
+    synchronises the gradients of the parameters that take them when it wraps the model, and a frozen backbone
+    takes none until it is unfrozen (DDP would stop at the first step with unused parameters)."""
+    strategy = OmegaConf.select(cfg, "trainer.strategy", default=None)
+    if not OmegaConf.select(cfg, "backbone.freeze_epochs", default=0) or not isinstance(strategy, str):
+        return
+    if strategy.startswith("ddp") and "find_unused_parameters_true" not in strategy:
+        raise CvkitError(
+            f"backbone.freeze_epochs with trainer.strategy={strategy}: DDP must know that the frozen backbone takes "
+            "no gradients at first; use trainer.strategy=ddp_find_unused_parameters_true"
+        )
 
 
 def check_checkpointing(cfg: DictConfig) -> None:

@@ -7,8 +7,9 @@ import torch
 
 
 class StepLRLogger(pl.Callback):
-    """Logs ``lr`` (and ``lr/group{i}`` for further parameter groups) right before each optimizer step,
-    at that step's index.
+    """Logs the LR of each named parameter group right before each optimizer step, at that step's index: the
+    head's as ``lr``, the backbone's as ``lr/backbone`` (``lr/backbone.layer{i}`` with layer-wise decay); a
+    group's split by weight decay has the same LR.
 
     Lightning's LearningRateMonitor writes only every ``log_every_n_steps``; a warmup curve needs them all.
     """
@@ -18,7 +19,9 @@ class StepLRLogger(pl.Callback):
     ) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
-        groups = enumerate(optimizer.param_groups)
-        lrs = {"lr" if index == 0 else f"lr/group{index}": group["lr"] for index, group in groups}
+        lrs: dict[str, float] = {}
+        for group in optimizer.param_groups:
+            name = group.get("name", "head")
+            lrs.setdefault("lr" if name == "head" else f"lr/{name}", group["lr"])
         for logger in trainer.loggers:
             logger.log_metrics(lrs, step=trainer.global_step)

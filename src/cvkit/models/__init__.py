@@ -1,8 +1,8 @@
 """Models: timm backbones by family, the detectors and segmenters built on them, and one network builder
 per task (:mod:`cvkit.models.networks`)."""
 
+from cvkit.models.backbone_layers import BackboneLayers, backbone_layers
 from cvkit.models.backbones import FAMILIES, build_classifier, count_parameters
-from cvkit.models.detectors import backbone_parameters
 from cvkit.models.networks import (
     NETWORKS,
     build_network,
@@ -16,7 +16,8 @@ from cvkit.models.networks import (
 __all__ = [
     "FAMILIES",
     "NETWORKS",
-    "backbone_parameters",
+    "BackboneLayers",
+    "backbone_layers",
     "build_classifier",
     "build_network",
     "classification_network",

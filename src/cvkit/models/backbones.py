@@ -6,6 +6,7 @@ import fnmatch
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import timm
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from cvkit.errors import CvkitError
-from cvkit.models.weights import pretrained_file
+from cvkit.models.weights import load_weights_file, pretrained_file
 
 
 @dataclass(frozen=True)
@@ -108,16 +109,19 @@ def build_classifier(
 def create_timm_model(
     name: str, pretrained: bool, weights: str | None, purpose: str, **kwargs: Any
 ) -> tuple[nn.Module, bool]:
-    """timm's model `name` with ImageNet weights (`pretrained`), a local `weights` file, or neither;
-    returns it and whether weights were loaded. A failure names the backbone and the `purpose`."""
+    """timm's model `name` with ImageNet weights (`pretrained`, through timm), a local `weights` file (any file
+    :func:`~cvkit.models.weights.load_weights_file` reads, with its report), or neither; returns it and whether
+    weights were loaded. A failure names the backbone and the `purpose`."""
     weights_file = pretrained_file(name, pretrained, weights)
-    if weights_file:
+    if pretrained and weights_file:  # the hub's file, from the local cache
         kwargs["pretrained_cfg_overlay"] = {"file": weights_file}
-    loaded = pretrained or weights_file is not None
     try:
-        return timm.create_model(name, pretrained=loaded, **kwargs), loaded
+        model = timm.create_model(name, pretrained=pretrained and not weights, **kwargs)
     except (RuntimeError, AssertionError, ValueError) as err:
         raise CvkitError(f"backbone {name}: could not be built {purpose}: {err}") from err
+    if weights:
+        load_weights_file(model, Path(weights_file), name)
+    return model, pretrained or weights_file is not None
 
 
 def remove_stem_pool(model: nn.Module, name: str) -> None:

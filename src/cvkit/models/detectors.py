@@ -78,12 +78,6 @@ class PyramidLevels(nn.Module):
         return self.simple_pyramid(features[-1]) if self.simple_pyramid is not None else features
 
 
-def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters of the timm networks inside `model`'s :class:`PyramidLevels` (a detector's or instance
-    segmenter's backbone): what ``optimizer.backbone_lr_factor`` scales. Empty for other networks."""
-    return [p for module in model.modules() if isinstance(module, PyramidLevels) for p in module.body.parameters()]
-
-
 class PyramidBackbone(PyramidLevels):
     """A timm network as a detection backbone: ``forward(images) -> OrderedDict`` of FPN maps, all of
     ``out_channels`` channels, at strides 8, 16, 32 and those of `extra_blocks`."""

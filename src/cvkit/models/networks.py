@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from cvkit.config import FREEZE_KEYS
 from cvkit.errors import CvkitError
 from cvkit.models.backbones import build_classifier, check_input_sizes, input_stride
 from cvkit.models.coco_detectors import build_coco_detector
@@ -209,7 +210,8 @@ def build_network(
     load_weights: bool,
     where: str = "task",
 ) -> nn.Module:
-    """The network of `task` (see :func:`task_network`)."""
+    """The network of `task` (see :func:`task_network`); the backbone's freezing settings are the training's."""
+    backbone = {key: value for key, value in backbone.items() if key not in FREEZE_KEYS}
     return task_network(task, where).build(backbone, model, num_classes, image_size, load_weights)
 
 

@@ -1,10 +1,16 @@
-"""Where a backbone's weights come from: a local file, the local hub cache, or the hub (checked first)."""
+"""Where a backbone's weights come from: a local file (a timm or torchvision file, a safetensors file, a cvkit
+checkpoint of any task: its names matched by rule), the local hub cache, or the hub (checked first)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import sys
 import zipfile
+from collections import Counter
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -12,9 +18,12 @@ import timm
 import torch
 from huggingface_hub import try_to_load_from_cache
 from safetensors import safe_open
+from safetensors.torch import load_file as load_safetensors
+from torch import nn
 
 from cvkit.errors import CvkitError
 
+log = logging.getLogger(__name__)
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
@@ -77,3 +86,104 @@ def check_weights_file(path: Path) -> None:
         ) from err
     if not isinstance(content, dict):
         raise CvkitError(f"backbone.weights: {path} holds a {type(content).__name__}, not a state dict; {expected}")
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file: a safetensors file, or a ``torch.save`` dict of tensors, or one under its
+    ``state_dict`` (Lightning's, cvkit's and timm's checkpoints) or ``model`` key (torchvision's references)."""
+    if path.suffix == ".safetensors":
+        return load_safetensors(str(path))
+    content = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    for key in ("state_dict", "model"):
+        if isinstance(content.get(key), dict):
+            content = content[key]
+            break
+    return {key: value for key, value in content.items() if isinstance(value, torch.Tensor)}
+
+
+def matching_prefix(source: Iterable[str], target: Collection[str]) -> str | None:
+    """The prefix which, taken off the `source` names, turns the most of them into `target` names (the fewest
+    characters among equals), or None when no source name ends in a target name. A classifier's weights
+    (``model.layer1.0.conv1.weight`` in a cvkit checkpoint) match a detector's backbone (``layer1.0.conv1.weight``)
+    under ``model.``, a detector's (``model.backbone.body.layer1...``) under ``model.backbone.body.``."""
+    counts: Counter[str] = Counter()
+    for key in source:
+        parts = key.split(".")
+        for start in range(len(parts)):
+            if ".".join(parts[start:]) in target:
+                counts[".".join(parts[:start]) + ("." if start else "")] += 1
+    return min(counts, key=lambda prefix: (-counts[prefix], len(prefix))) if counts else None
+
+
+@dataclass(frozen=True)
+class WeightsReport:
+    """What a weights file gave a timm network: the tensors `loaded` of the network's `total`, those `skipped`
+    for their shape (``name: file shape -> network shape``), the network's `missing` ones, and the file's
+    `unused` count; its names matched under `prefix`."""
+
+    loaded: int
+    total: int
+    skipped: list[str]
+    missing: list[str]
+    unused: int
+    prefix: str
+
+    def line(self, path: Path, name: str) -> str:
+        under = f" (the file's names under {self.prefix!r})" if self.prefix else ""
+        return (
+            f"backbone.weights={path}: loaded {self.loaded} of {name}'s {self.total} tensors{under}; "
+            f"skipped for shape {len(self.skipped)} {self.skipped[:5]}; missing {len(self.missing)} "
+            f"{self.missing[:5]}; {self.unused} tensors of the file unused"
+        )
+
+
+def load_weights_file(model: nn.Module, path: Path, name: str) -> WeightsReport:
+    """Load the weights file `path` into timm network `name` (a classifier or a ``features_only`` network), its
+    names matched by :func:`matching_prefix` and passed through the architecture's own checkpoint filter where it
+    has one (a ViT's resizes its position embedding to the model's grid); tensors of another shape are skipped.
+    The report is logged. A CvkitError when no name matches (saying what the file's names look like), or when a
+    tensor outside the classifier head has another shape (the weights of another variant: a ResNet-50's for a
+    ResNet-18 match most names, and the BatchNorm shapes of many)."""
+    target = inner_timm_model(model)
+    own = target.state_dict()
+    source = read_tensors(path)
+    prefix = matching_prefix(source, own)
+    if prefix is None:
+        raise CvkitError(
+            f"backbone.weights: none of the {len(source)} tensors of {path} is one of {name}'s (the file has names "
+            f"like {sorted(source)[:2]}, {name} like {sorted(own)[:2]}); give weights of a {name}: a timm or "
+            "torchvision file, or a cvkit checkpoint of a run with this backbone"
+        )
+    matched = {key[len(prefix) :]: value for key, value in source.items() if key.startswith(prefix)}
+    matched = {key: value for key, value in matched.items() if key in own}
+    filter_fn = getattr(sys.modules[type(target).__module__], "checkpoint_filter_fn", None)
+    if filter_fn is not None and hasattr(target, "group_matcher"):  # a whole model of the architecture's module
+        matched = filter_fn(matched, target)
+    fits = {key: value for key, value in matched.items() if key in own and value.shape == own[key].shape}
+    skipped = [
+        f"{key}: {list(value.shape)} -> {list(own[key].shape)}" for key, value in matched.items() if key not in fits
+    ]
+    head = (getattr(target, "pretrained_cfg", None) or {}).get("classifier") or "-"
+    if wrong := [entry for entry in skipped if not entry.startswith(f"{head}.")]:  # the head may be for other classes
+        raise CvkitError(
+            f"backbone.weights: {len(wrong)} tensors of {path} named as {name}'s have other shapes ({wrong[0]}, ...): "
+            "are they the weights of another variant? (only the classifier head may differ)"
+        )
+    target.load_state_dict(fits, strict=False)
+    report = WeightsReport(
+        loaded=len(fits),
+        total=len(own),
+        skipped=skipped,
+        missing=sorted(set(own) - set(fits)),
+        unused=len(source) - len(matched),
+        prefix=prefix,
+    )
+    (log.warning if report.missing or report.skipped else log.info)(report.line(path, name))
+    return report
+
+
+def inner_timm_model(network: nn.Module) -> nn.Module:
+    """The timm model a ``features_only`` wrapper holds whole (timm's ``FeatureGetterNet`` around a ViT), else
+    `network` itself: the module whose parameter names are the architecture's."""
+    inner = getattr(network, "model", None)
+    return inner if hasattr(inner, "group_matcher") else network

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -22,27 +22,35 @@ CVKIT_KEYS = (
     "no_bn_bias_decay",
     "weight_decay",
     "backbone_lr_factor",
+    "layer_decay",
 )
 
 
-def build_optimizer(
-    model: nn.Module, config: Mapping[str, Any], lr: float, backbone: Collection[nn.Parameter] = ()
-) -> torch.optim.Optimizer:
-    """Instantiate ``config._target_`` over `model`'s parameter groups with the effective `lr` and the
-    config's other arguments; ``backbone_lr_factor`` scales the LR of the `backbone` parameters (the schedule
-    then scales every group alike)."""
+def optimizer_groups(
+    model: nn.Module, config: Mapping[str, Any], backbone: Mapping[str, int] | None = None, num_layers: int = 0
+) -> list[dict[str, Any]]:
+    """`model`'s parameter groups (:func:`parameter_groups`) under the optimizer `config` (its weight decay,
+    ``no_bn_bias_decay``, ``backbone_lr_factor`` and ``layer_decay``); the `backbone` parameters are
+    ``{name: layer}`` of a network of `num_layers` layers."""
+    return parameter_groups(
+        model,
+        float(config.get("weight_decay", 0.0)),
+        bool(config.get("no_bn_bias_decay")),
+        backbone or {},
+        num_layers,
+        float(config.get("backbone_lr_factor", 1.0)),
+        None if config.get("layer_decay") is None else float(config["layer_decay"]),
+    )
+
+
+def build_optimizer(groups: list[dict[str, Any]], config: Mapping[str, Any], lr: float) -> torch.optim.Optimizer:
+    """Instantiate ``config._target_`` over the parameter `groups` (:func:`optimizer_groups`) with the effective
+    `lr` and the config's other arguments; each group's LR is `lr` x its ``lr_factor`` (the schedule then scales
+    every group alike)."""
     optimizer_class = get_class(config["_target_"])
     kwargs = {key: value for key, value in config.items() if key not in CVKIT_KEYS}
-    factor = float(config.get("backbone_lr_factor", 1.0))
-    if factor != 1.0 and not backbone:
-        raise CvkitError(
-            f"optimizer.backbone_lr_factor={factor}: this network has no backbone it can tell apart (detectors and "
-            "instance segmenters have); leave it at 1.0"
-        )
-    weight_decay, no_bn_bias_decay = float(config.get("weight_decay", 0.0)), bool(config.get("no_bn_bias_decay"))
-    groups = parameter_groups(model, weight_decay, no_bn_bias_decay, backbone, factor)
     for group in groups:  # (the factor stays in the group, where a resumed schedule finds it)
-        group["lr"] = lr * group.setdefault("lr_factor", 1.0)
+        group["lr"] = lr * group["lr_factor"]
     try:
         return optimizer_class(groups, lr=lr, **kwargs)
     except TypeError as err:

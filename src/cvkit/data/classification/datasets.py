@@ -67,6 +67,23 @@ class FileImages:
         return str(self.paths[index])
 
 
+class SubsetImages:
+    """The images of `source` at `indices`, described as `source` describes them."""
+
+    def __init__(self, source: ImageSource, indices: Sequence[int]) -> None:
+        self.source = source
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.source[self.indices[index]]
+
+    def describe(self, index: int) -> str:
+        return self.source.describe(self.indices[index])
+
+
 class ClassificationDataset(Dataset):
     """Labelled images through a transform pipeline.
 

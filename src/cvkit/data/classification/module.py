@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 
 from cvkit.data.base import BaseDataModule
-from cvkit.data.classification.datasets import ClassificationDataset, ImageSource, collate_skipping_unreadable
+from cvkit.data.classification.datasets import (
+    ClassificationDataset,
+    ImageSource,
+    SubsetImages,
+    collate_skipping_unreadable,
+)
 from cvkit.data.transforms import build_pipeline
 from cvkit.errors import CvkitError
 
@@ -26,6 +31,17 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def per_class(self, count: int, seed: int) -> Split:
+        """`count` images of each class (all of a class that has fewer), drawn with `seed`, in their order."""
+        rng = np.random.default_rng(seed)
+        kept = [
+            index
+            for label in np.unique(self.labels)
+            for index in rng.permutation(np.flatnonzero(self.labels == label))[:count]
+        ]
+        kept.sort()
+        return Split(SubsetImages(self.images, kept), self.labels[kept])
 
 
 class ClassificationDataModule(BaseDataModule):
@@ -47,9 +63,13 @@ class ClassificationDataModule(BaseDataModule):
         std: Sequence[float],
         train_transforms: Sequence[Any] | None = None,
         eval_transforms: Sequence[Any] | None = None,
+        train_per_class: int | None = None,
         **common: Any,
     ) -> None:
         super().__init__(**common)
+        if train_per_class is not None and (isinstance(train_per_class, bool) or train_per_class < 1):
+            raise CvkitError(f"data.train_per_class={train_per_class!r} must be a count of images >= 1, or null")
+        self.train_per_class = train_per_class
         if not isinstance(image_size, int) or image_size <= 0:
             raise CvkitError(f"data.image_size must be a positive integer, got {image_size!r}")
         self.image_size = image_size
@@ -67,6 +87,8 @@ class ClassificationDataModule(BaseDataModule):
         if self.splits is not None:
             return
         super().setup(stage)
+        if self.train_per_class:  # a small labelled set, as transfer learning starts from
+            self.splits["train"] = self.splits["train"].per_class(self.train_per_class, self.seed)
         if self.num_classes < 2:
             raise CvkitError(
                 f"data: {self.describe()} has {self.num_classes} class {self.class_names}: classification needs at "

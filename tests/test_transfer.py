@@ -1,0 +1,134 @@
+"""Transfer learning in real runs (digits at 16 px, a ResNet-18 backbone from a cvkit checkpoint): a frozen
+backbone and its BatchNorm statistics unchanged, stages frozen, the group LRs of every step against hand-computed
+values, one unfreezing also across a resume in either phase, and the settings that cannot be refused."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from cvkit.builders import build_datamodule
+from cvkit.config import validate
+from cvkit.errors import CvkitError
+from cvkit.train import train
+from tests.helpers.callbacks import SignalAtStep, plug
+from tests.helpers.checkpoints import assert_same_weights, final_checkpoint
+from tests.helpers.cli import assert_exit, run_cli
+from tests.helpers.configs import compose_train
+from tests.helpers.logs import read_summary
+from tests.helpers.presets import DDP_CPU, SHORT_DIGITS, TINY_CLASSIFICATION
+
+UNFROZEN = "the backbone is unfrozen"
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cvkit classification checkpoint of ResNet-18 (digits, two steps): the backbone the runs start from."""
+    run_dir = tmp_path_factory.mktemp("pretrained")
+    train(compose_train(run_dir, *TINY_CLASSIFICATION, "backbone.name=resnet18"))
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def fine_tune(pretrained: Path) -> list[str]:
+    """Digits, epochs of 3 steps of 16 images, the backbone from `pretrained`."""
+    return [
+        *SHORT_DIGITS, "data.batch_size=16", "trainer.limit_train_batches=3", "backbone.name=resnet18",
+        f"backbone.weights={pretrained}",
+    ]  # fmt: skip
+
+
+def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> set[str]:
+    return {key for key, value in before.items() if not torch.equal(value, after[key])}
+
+
+def test_a_frozen_backbone_keeps_its_weights_and_batchnorm_statistics(pretrained: Path, tmp_path: Path) -> None:
+    train(compose_train(tmp_path, *fine_tune(pretrained), "trainer.max_epochs=2", "backbone.freeze=true"))
+    before = torch.load(pretrained, weights_only=True)["state_dict"]
+    final = final_checkpoint(tmp_path)
+    # Only the head trained: every backbone tensor, BatchNorm's running statistics included, is as loaded.
+    assert changed(before, final["state_dict"]) == {"model.fc.weight", "model.fc.bias"}
+    optimizer = final["optimizer_states"][0]
+    assert [len(group["params"]) for group in optimizer["param_groups"]] == [2]  # no state for frozen parameters
+    summary = read_summary(tmp_path)
+    assert summary["backbone_training"] == "frozen for the whole run"
+    assert summary["lr_groups"].startswith("head: 2 tensors")
+
+
+def test_the_first_stages_stay_frozen(pretrained: Path, tmp_path: Path) -> None:
+    train(compose_train(tmp_path, *fine_tune(pretrained), "trainer.max_epochs=1", "backbone.freeze_stages=2"))
+    moved = changed(torch.load(pretrained, weights_only=True)["state_dict"], final_checkpoint(tmp_path)["state_dict"])
+    frozen = ("model.conv1.", "model.bn1.", "model.layer1.")  # the stem and the first stage
+    assert moved and not [key for key in moved if key.startswith(frozen)]
+    assert {key.split(".")[1] for key in moved} == {"layer2", "layer3", "layer4", "fc"}
+
+
+def lr_columns(run_dir: Path, *names: str) -> dict[str, list[float]]:
+    """The LR of each optimizer step in the run's CSV log, by column."""
+    (path,) = run_dir.glob("csv/**/metrics.csv")
+    rows = [row for row in csv.DictReader(path.open()) if row.get("lr")]
+    return {name: [float(row[name]) for row in rows] for name in names}
+
+
+def test_each_groups_lr_is_the_hand_computed_one_under_warmup_cosine_and_unfreezing(pretrained, tmp_path) -> None:
+    run = [
+        *fine_tune(pretrained), "trainer.limit_train_batches=2", "trainer.max_epochs=3", "optimizer.lr=0.1",
+        "optimizer.base_batch_size=16", "scheduler=cosine", "scheduler.warmup_epochs=1", "backbone.freeze_epochs=1",
+        "backbone.unfreeze_lr_start=0.2", "optimizer.backbone_lr_factor=0.5", "optimizer.layer_decay=0.5",
+    ]  # fmt: skip
+    train(compose_train(tmp_path, *run))
+    logged = lr_columns(tmp_path, "lr", "lr/backbone.layer8", "lr/backbone.layer0")
+    # Two steps an epoch. The schedule: warmup from 0.1 over epoch 0 (0.1, 0.55), then a cosine over epochs 1-3
+    # (1, 0.8536, 0.5, 0.1464). The head: 0.1 x that.
+    assert logged["lr"] == pytest.approx([0.01, 0.055, 0.1, 0.0853553, 0.05, 0.0146447], rel=1e-5)
+    # Layer 8 of 10: 0.5 (backbone) x 0.5 (one layer from the head) = 0.25 of the head's; frozen in epoch 0 (0),
+    # then x 0.2 at the start of epoch 1, x 0.6 half-way, x 1 from epoch 2 on.
+    assert logged["lr/backbone.layer8"] == pytest.approx(
+        [0.0, 0.0, 0.1 * 0.25 * 0.2, 0.0853553 * 0.25 * 0.6, 0.05 * 0.25, 0.0146447 * 0.25], rel=1e-5
+    )
+    # The stem, layer 0: 0.5 x 0.5**9 = 1/1024 of the head's.
+    assert logged["lr/backbone.layer0"][2] == pytest.approx(0.1 / 1024 * 0.2, rel=1e-5)
+
+
+def test_the_backbone_unfreezes_once_also_across_a_resume_in_either_phase(pretrained: Path, tmp_path: Path) -> None:
+    run = [*fine_tune(pretrained), "data.num_workers=2", "trainer.max_epochs=3", "backbone.freeze_epochs=1"]
+
+    def cli(run_dir: Path, *overrides: str) -> str:
+        result = run_cli("cvkit-train", *run, *overrides, f"hydra.run.dir={run_dir}")
+        assert result.returncode in (0, 143), result.stdout[-3000:]
+        return result.stdout
+
+    straight = cli(tmp_path / "straight")
+    assert straight.count(UNFROZEN) == 1 and "epoch 1: the backbone is unfrozen" in straight
+    reference = final_checkpoint(tmp_path / "straight")["state_dict"]
+    for phase, step in (("frozen", 1), ("unfrozen", 4)):  # mid-epoch 0 (frozen), mid-epoch 1 (unfrozen)
+        run_dir = tmp_path / phase
+        stopped = cli(run_dir, *plug(SignalAtStep, "fault", signal_name="SIGTERM", step=step))
+        resumed = cli(run_dir, "resume=true")
+        assert (stopped + resumed).count(UNFROZEN) == 1, phase
+        assert_same_weights(reference, final_checkpoint(run_dir)["state_dict"])
+
+
+def test_settings_that_cannot_work_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(CvkitError, match="use trainer.strategy=ddp_find_unused_parameters_true"):
+        validate(compose_train(tmp_path, *DDP_CPU, "backbone.freeze_epochs=1"))
+    validate(
+        compose_train(
+            tmp_path, *DDP_CPU, "backbone.freeze_epochs=1", "trainer.strategy=ddp_find_unused_parameters_true"
+        )
+    )
+    result = run_cli(
+        "cvkit-train", *TINY_CLASSIFICATION, "backbone.name=resnet18", "backbone.freeze_stages=9",
+        f"hydra.run.dir={tmp_path / 'stages'}",
+    )  # fmt: skip
+    assert_exit(result, 2, "backbone.freeze_stages=9: resnet18 has 5 stages (the stem counted as one)", clean=True)
+
+
+def test_a_few_images_per_class_are_drawn_by_the_seed(tmp_path: Path) -> None:
+    def drawn(seed: int) -> list[int]:
+        datamodule = build_datamodule(compose_train(tmp_path, "data.train_per_class=3", f"seed={seed}"))
+        assert datamodule.split_sizes()["train"] == 30
+        assert datamodule.class_counts().tolist() == [3] * 10
+        return datamodule.splits["train"].images.indices
+
+    assert drawn(0) == drawn(0) != drawn(1)
