@@ -109,16 +109,16 @@ def test_the_backbone_unfreezes_once_also_across_a_resume_in_either_phase(pretra
         assert_same_weights(reference, final_checkpoint(run_dir)["state_dict"])
 
 
-def test_settings_that_cannot_work_are_refused(tmp_path: Path) -> None:
+def test_settings_that_cannot_work_are_refused(pretrained: Path, tmp_path: Path) -> None:
+    weights = f"backbone.weights={pretrained}"
     with pytest.raises(CvkitError, match="use trainer.strategy=ddp_find_unused_parameters_true"):
-        validate(compose_train(tmp_path, *DDP_CPU, "backbone.freeze_epochs=1"))
-    validate(
-        compose_train(
-            tmp_path, *DDP_CPU, "backbone.freeze_epochs=1", "trainer.strategy=ddp_find_unused_parameters_true"
-        )
-    )
+        validate(compose_train(tmp_path, *DDP_CPU, "backbone.freeze_epochs=1", weights))
+    unused = "trainer.strategy=ddp_find_unused_parameters_true"
+    validate(compose_train(tmp_path, *DDP_CPU, "backbone.freeze_epochs=1", weights, unused))
+    with pytest.raises(CvkitError, match="backbone.freeze: the backbone starts from random weights"):
+        validate(compose_train(tmp_path, "backbone.freeze=true"))
     result = run_cli(
-        "cvkit-train", *TINY_CLASSIFICATION, "backbone.name=resnet18", "backbone.freeze_stages=9",
+        "cvkit-train", *TINY_CLASSIFICATION, "backbone.name=resnet18", "backbone.freeze_stages=9", weights,
         f"hydra.run.dir={tmp_path / 'stages'}",
     )  # fmt: skip
     assert_exit(result, 2, "backbone.freeze_stages=9: resnet18 has 5 stages (the stem counted as one)", clean=True)
@@ -132,3 +132,46 @@ def test_a_few_images_per_class_are_drawn_by_the_seed(tmp_path: Path) -> None:
         return datamodule.splits["train"].images.indices
 
     assert drawn(0) == drawn(0) != drawn(1)
+
+
+def recipe(experiment: str, weights: Path, *data: str, epochs: int = 1) -> list[str]:
+    """`experiment` from `weights`, at the smallest scale: one batch of each split, `epochs` epochs."""
+    return [
+        f"experiment={experiment}", f"backbone.weights={weights}", "backbone.name=resnet18", *data,
+        "data.num_workers=0", f"trainer.max_epochs={epochs}", "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1", "test_after_fit=false", "logger=none",
+    ]  # fmt: skip
+
+
+def test_the_classification_recipe_fine_tunes_from_a_backbone_file(pretrained: Path, tmp_path: Path) -> None:
+    run = recipe("finetune_classification", pretrained, "data.image_size=16", "data.batch_size=16", epochs=3)
+    train(compose_train(tmp_path, *run))
+    summary = read_summary(tmp_path)
+    assert summary["backbone_training"].startswith("frozen in epochs 0-1, then from 0.1x")
+    assert "backbone.layer8: 6 tensors" in summary["lr_groups"]  # layer-wise decay
+
+
+@pytest.mark.parametrize("task", ["detection", "segmentation"])
+def test_the_detection_and_segmentation_recipes_start_from_a_classifiers_backbone(
+    task: str, pretrained: Path, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    data = {
+        "detection": ["data=voc", f"data.root={request.getfixturevalue('bccd_voc')}", "task.model.min_size=128",
+                      "task.model.max_size=160", "data.batch_size=2"],
+        "segmentation": ["data=camvid", f"data.root={request.getfixturevalue('camvid')}", "data.image_size=[64,96]",
+                         "data.batch_size=2"],
+    }[task]  # fmt: skip
+    train(compose_train(tmp_path, *recipe(f"finetune_{task}", pretrained, *data, epochs=2)))
+    weights = final_checkpoint(tmp_path)["state_dict"]
+    stem = {"detection": "model.backbone.body.conv1.weight", "segmentation": "model.encoder.conv1.weight"}[task]
+    loaded = torch.load(pretrained, weights_only=True)["state_dict"]["model.conv1.weight"]
+    # Detection: the stem frozen throughout (freeze_stages=2), so still the classifier's; segmentation: trained
+    # after its frozen first epoch, so moved from it.
+    assert torch.equal(weights[stem], loaded) == (task == "detection")
+    assert read_summary(tmp_path)["backbone_training"]
+
+
+def test_a_recipe_without_its_backbone_file_says_so(tmp_path: Path) -> None:
+    result = run_cli("cvkit-train", "experiment=finetune_classification", f"hydra.run.dir={tmp_path}")
+    assert_exit(result, 2, "backbone.freeze_epochs: the backbone starts from random weights", clean=True)
+    assert not (tmp_path / "checkpoints").exists()  # refused before anything trained

@@ -80,6 +80,7 @@ def validate(cfg: DictConfig) -> None:
     check_lists(cfg)
     check_checkpointing(cfg)
     check_unfreezing_under_ddp(cfg)
+    check_frozen_backbone_has_weights(cfg)
 
 
 def check_lists(cfg: DictConfig) -> None:
@@ -94,6 +95,20 @@ def check_lists(cfg: DictConfig) -> None:
         numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
         if key in PER_CHANNEL_KEYS and (len(value) != 3 or not numbers):
             raise CvkitError(f"{key}={list(value)} is not valid: it must be 3 numbers (R, G, B), e.g. {example}")
+
+
+def check_frozen_backbone_has_weights(cfg: DictConfig) -> None:
+    """Refuse freezing a backbone that starts from random weights: it would train the head on random features.
+    Weights come from ``backbone.weights``, ``backbone.pretrained``, ``init_from`` or ``task.model.coco_weights``."""
+    backbone = OmegaConf.select(cfg, "backbone", default=None) or {}
+    frozen = [f"backbone.{key}" for key in ("freeze", "freeze_epochs", "freeze_stages") if backbone.get(key)]
+    sources = ("backbone.weights", "backbone.pretrained", "init_from", "task.model.coco_weights")
+    if frozen and not any(OmegaConf.select(cfg, key, default=None) for key in sources):
+        raise CvkitError(
+            f"{frozen[0]}: the backbone starts from random weights, and a frozen one would give the head random "
+            "features to learn from; give the weights to start from: backbone.weights=/path/to/file (a timm or "
+            "torchvision file, a .safetensors file, a cvkit checkpoint), backbone.pretrained=true or init_from"
+        )
 
 
 def check_unfreezing_under_ddp(cfg: DictConfig) -> None:
