@@ -29,12 +29,13 @@ BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 @dataclass(frozen=True)
 class BackboneLayers:
-    """A network's timm backbone `name`: each of its parameters (named as in the network) with its layer (timm's
-    fine groups) and stage (timm's coarse groups), both counted from 0 at the stem; `num_layers` counts the
-    architecture's fine groups with its classifier head, the last one; `norms` gives the stage of each of its
-    BatchNorm layers (named as in the network)."""
+    """A network's timm backbone `name`, its `module` in the network: each of its parameters (named as in the
+    network) with its layer (timm's fine groups) and stage (timm's coarse groups), both counted from 0 at the
+    stem; `num_layers` counts the architecture's fine groups with its classifier head, the last one; `norms`
+    gives the stage of each of its BatchNorm layers (named as in the network)."""
 
     name: str
+    module: str
     layer: dict[str, int]
     stage: dict[str, int]
     num_layers: int
@@ -44,6 +45,26 @@ class BackboneLayers:
     def num_stages(self) -> int:
         """The stages of the backbone (the stem counted as one), as ``backbone.freeze_stages`` counts them."""
         return max(self.stage.values()) + 1
+
+    def modules_in(self, layer: int) -> str:
+        """The modules of `layer` in a few words: the module holding all its parameters (``layer4.1``), else the
+        top-level ones (``conv1, bn1``; ``blocks.11, norm``), named as in the backbone."""
+        prefix = self.name_prefix()
+        paths = [name[len(prefix) :].rsplit(".", 1)[0].split(".") for name, at in self.layer.items() if at == layer]
+        common = []
+        for parts in zip(*paths):
+            if len(set(parts)) > 1:
+                break
+            common.append(parts[0])
+        if common:
+            return ".".join(common)
+        tops = (".".join(path[:2]) if len(path) > 1 and path[1].isdigit() else path[0] for path in paths)
+        return ", ".join(dict.fromkeys(tops))
+
+    def name_prefix(self) -> str:
+        """What the network's names of the backbone's parameters start with (``backbone.body.``; "" for a
+        classifier)."""
+        return self.module + "." if self.module else ""
 
     def freeze(self, network: nn.Module, stages: int | None, frozen: bool = True, norms: bool = True) -> None:
         """Freeze the first `stages` stages of this backbone in `network` (None: all of it): its parameters take
@@ -98,4 +119,4 @@ def backbone_layers(network: nn.Module) -> BackboneLayers | None:
         for module_name, module in body.named_modules()
         if isinstance(module, BATCH_NORMS) and f"{qualified}{module_name}.weight" in stage
     }
-    return BackboneLayers(name, layer, stage, num_layers, norms)
+    return BackboneLayers(name, prefix, layer, stage, num_layers, norms)

@@ -36,7 +36,7 @@ def optimizer_groups(
         model,
         float(config.get("weight_decay", 0.0)),
         bool(config.get("no_bn_bias_decay")),
-        backbone or {},
+        backbone,
         num_layers,
         float(config.get("backbone_lr_factor", 1.0)),
         None if config.get("layer_decay") is None else float(config["layer_decay"]),

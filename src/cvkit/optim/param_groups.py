@@ -28,8 +28,8 @@ def parameter_groups(
     model: nn.Module,
     weight_decay: float,
     no_bn_bias_decay: bool,
-    backbone: Mapping[str, int],
-    num_layers: int,
+    backbone: Mapping[str, int] | None = None,
+    num_layers: int = 0,
     backbone_lr_factor: float = 1.0,
     layer_decay: float | None = None,
 ) -> list[dict[str, Any]]:
@@ -41,6 +41,7 @@ def parameter_groups(
 
     timm's ``param_groups_layer_decay`` groups a whole timm model only and puts its scale in an ``lr_scale`` key
     that only timm's schedulers apply (timm#2532); cvkit's schedule scales ``lr_factor`` for every task."""
+    backbone = backbone or {}
     if (backbone_lr_factor != 1.0 or layer_decay is not None) and not backbone:
         setting = "layer_decay" if layer_decay is not None else "backbone_lr_factor"
         raise CvkitError(
