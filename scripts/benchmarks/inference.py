@@ -43,7 +43,7 @@ import cvkit
 from cvkit.data.transforms import parse_image_size
 from cvkit.inference.export import write_onnx
 from cvkit.inference.kinds import inference_kind
-from cvkit.models import build_classifier
+from cvkit.models import build_network
 from cvkit.models.segmenters import UNet
 
 CPU_BACKENDS = ("eager", "compile", "onnxruntime")
@@ -57,11 +57,12 @@ def backbone_model(spec: str, image_size: int) -> tuple[str, nn.Module, tuple[in
     if not path.is_file():
         raise SystemExit(f"--backbone {spec}: no configs/backbone/{family}.yaml")
     config = OmegaConf.to_container(OmegaConf.load(str(path)))
-    config.update(pretrained=False, weights=None, **({"name": name} if name else {}))
+    config.update(**({"name": name} if name else {}))
     if family == "unet":
         model = UNet(21, depth=config["depth"], base_width=config["base_width"])
         return f"unet d{config['depth']} w{config['base_width']}", model, (image_size, image_size)
-    return config["name"], build_classifier(**config, num_classes=1000, image_size=image_size), (image_size, image_size)
+    model = build_network("classification", config, {}, 1000, image_size, load_weights=False)
+    return config["name"], model, (image_size, image_size)
 
 
 def checkpoint_model(path: str) -> tuple[str, nn.Module, tuple[int, int]]:
