@@ -12,7 +12,7 @@ from cvkit.builders import build_datamodule
 from cvkit.config import validate
 from cvkit.errors import CvkitError
 from cvkit.train import train
-from tests.helpers.callbacks import SignalAtStep, plug
+from tests.helpers.callbacks import RecordWeights, SignalAtStep, plug
 from tests.helpers.checkpoints import assert_same_weights, final_checkpoint
 from tests.helpers.cli import assert_exit, run_cli
 from tests.helpers.configs import compose_train
@@ -110,6 +110,29 @@ def test_the_backbone_unfreezes_once_also_across_a_resume_in_either_phase(pretra
         resumed = cli(run_dir, "resume=true")
         assert (stopped + resumed).count(UNFROZEN) == 1, phase
         assert_same_weights(reference, final_checkpoint(run_dir)["state_dict"])
+
+
+def test_under_ddp_the_frozen_backbone_stays_put_and_the_ranks_agree_after_unfreezing(
+    pretrained: Path, tmp_path: Path
+) -> None:
+    # SGD with weight decay: a frozen parameter given a zero gradient (not none) by DDP would shrink.
+    run = [
+        *DDP_CPU, "trainer.strategy=ddp_find_unused_parameters_true", *fine_tune(pretrained), "trainer.max_epochs=2",
+        "trainer.limit_train_batches=2", "backbone.freeze_epochs=1", *plug(RecordWeights),
+    ]  # fmt: skip
+    assert_exit(run_cli("cvkit-train", *run, f"hydra.run.dir={tmp_path}"), 0)
+    weights = {
+        (epoch, rank): torch.load(tmp_path / f"weights_epoch{epoch}_rank{rank}.pt", weights_only=True)
+        for epoch in (0, 1)
+        for rank in (0, 1)
+    }
+    loaded = {
+        key.removeprefix("model."): value
+        for key, value in torch.load(pretrained, weights_only=True)["state_dict"].items()
+    }
+    assert changed(loaded, weights[0, 0]) == changed(loaded, weights[0, 1]) == {"fc.weight", "fc.bias"}
+    assert len(changed(loaded, weights[1, 0])) > 100  # unfrozen in epoch 1: the backbone trained
+    assert_same_weights(weights[1, 0], weights[1, 1])  # and its gradients were averaged over the ranks
 
 
 def test_settings_that_cannot_work_are_refused(pretrained: Path, tmp_path: Path) -> None:

@@ -42,6 +42,14 @@ class RecordShard(pl.Callback):
         path.write_text(json.dumps(indices))
 
 
+class RecordWeights(pl.Callback):
+    """Saves this rank's network weights at the end of each training epoch, as weights_epoch<E>_rank<R>.pt."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        path = Path(trainer.default_root_dir) / f"weights_epoch{trainer.current_epoch}_rank{trainer.global_rank}.pt"
+        torch.save(pl_module.model.state_dict(), path)
+
+
 class PreemptAtBatch(pl.Callback):
     """Sends this process SIGUSR1 (SLURM's warning before a time limit or preemption) after training
     batch `batch` of the first epoch, unless the run dir already holds a preemption checkpoint."""
