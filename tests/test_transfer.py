@@ -3,6 +3,7 @@ backbone and its BatchNorm statistics unchanged, stages frozen, the group LRs of
 values, one unfreezing also across a resume in either phase, and the settings that cannot be refused."""
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,9 @@ from cvkit.errors import CvkitError
 from cvkit.train import train
 from tests.helpers.callbacks import RecordWeights, SignalAtStep, plug
 from tests.helpers.checkpoints import assert_same_weights, final_checkpoint
-from tests.helpers.cli import assert_exit, run_cli
+from tests.helpers.cli import assert_exit, evaluate_val, run_cli, train_into
 from tests.helpers.configs import compose_train
-from tests.helpers.logs import read_summary
+from tests.helpers.logs import read_metrics, read_summary
 from tests.helpers.presets import DDP_CPU, SHORT_DIGITS, TINY_CLASSIFICATION
 
 UNFROZEN = "the backbone is unfrozen"
@@ -43,16 +44,25 @@ def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> 
 
 
 def test_a_frozen_backbone_keeps_its_weights_and_batchnorm_statistics(pretrained: Path, tmp_path: Path) -> None:
-    train(compose_train(tmp_path, *fine_tune(pretrained), "trainer.max_epochs=2", "backbone.freeze=true"))
+    weights = Path(shutil.copy(pretrained, tmp_path / "backbone.ckpt"))
+    run_dir = tmp_path / "run"
+    train_into(run_dir, *fine_tune(weights), "trainer.max_epochs=2", "backbone.freeze=true")
     before = torch.load(pretrained, weights_only=True)["state_dict"]
-    final = final_checkpoint(tmp_path)
+    final = final_checkpoint(run_dir)
     # Only the head trained: every backbone tensor, BatchNorm's running statistics included, is as loaded.
     assert changed(before, final["state_dict"]) == {"model.fc.weight", "model.fc.bias"}
     optimizer = final["optimizer_states"][0]
     assert [len(group["params"]) for group in optimizer["param_groups"]] == [2]  # no state for frozen parameters
-    summary = read_summary(tmp_path)
+    summary = read_summary(run_dir)
     assert summary["backbone_training"] == "frozen for the whole run"
     assert summary["lr_groups"].startswith("head: 2 tensors")
+    # The run evaluates where the file it started from is gone (its weights are the checkpoint's).
+    weights.unlink()
+    evaluated = evaluate_val(run_dir / "checkpoints" / "last.ckpt", tmp_path / "eval", 2)
+    trained = read_metrics(run_dir)
+    assert [evaluated[key] for key in ("val/acc", "val/loss")] == pytest.approx(
+        [trained["val/acc"], trained["val/loss"]]
+    )
 
 
 def test_the_first_stages_stay_frozen(pretrained: Path, tmp_path: Path) -> None:
