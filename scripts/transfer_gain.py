@@ -10,7 +10,10 @@ See docs/results.md, "Transfer learning".
 
     python scripts/transfer_gain.py --weights outputs/fmnist_pretrain/checkpoints/last.ckpt \\
         --out outputs/transfer_gain --json docs/transfer_gain.json
-Extra arguments are Hydra overrides for every run (they replace the defaults of :data:`TARGET`).
+    python scripts/transfer_gain.py --plot docs/transfer_gain.png \\
+        --results docs/transfer_gain.json docs/transfer_gain_3_per_class.json
+Extra arguments are Hydra overrides for every run (they replace the defaults of :data:`TARGET`). ``--plot`` draws
+the test accuracy of each arm (mean and each seed) of one or more results files, without training.
 """
 
 from __future__ import annotations
@@ -77,13 +80,48 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
 
 
+def plot(results: list[Path], out: Path) -> None:
+    """Each arm's test accuracy in each results file: a bar for the mean, a dot for each seed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    loaded = [json.loads(path.read_text()) for path in results]
+    arms = [arm for arm in ARMS if arm in loaded[0]["runs"]]  # (the JSON's keys are sorted)
+    figure = Figure(figsize=(8, 3.6), layout="constrained")
+    axes = figure.add_subplot()
+    width = 0.8 / len(loaded)
+    for index, content in enumerate(loaded):
+        per_class = next((o.split("=")[1] for o in content["extra"] if o.startswith("data.train_per_class=")), None)
+        per_class = per_class or next(o.split("=")[1] for o in content["target"] if "train_per_class=" in o)
+        positions = [arm + (index - (len(loaded) - 1) / 2) * width for arm in range(len(arms))]
+        means = [statistics.mean(r["test_acc"] for r in content["runs"][arm]) for arm in arms]
+        axes.bar(positions, means, width * 0.9, label=f"{per_class} images a class")
+        for position, arm in zip(positions, arms, strict=True):
+            seeds = [r["test_acc"] for r in content["runs"][arm]]
+            axes.plot([position] * len(seeds), seeds, "k.", markersize=4)
+    axes.set_xticks(range(len(arms)), [arm.replace(", then", ",\nthen") for arm in arms], fontsize=8)
+    axes.set_ylabel("test accuracy")
+    axes.set_ylim(0, 1)
+    axes.set_title("digits from a Fashion-MNIST ResNet-18 (bars: mean of 3 seeds, dots: each seed)", fontsize=9)
+    axes.legend(fontsize=8, loc="upper center")
+    FigureCanvasAgg(figure).print_png(str(out))
+    print(f"written: {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, required=True, help="the pretrained backbone (a cvkit checkpoint)")
+    parser.add_argument("--weights", type=Path, help="the pretrained backbone (a cvkit checkpoint)")
     parser.add_argument("--out", type=Path, default=Path("outputs/transfer_gain"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, default=None, help="draw --results into this PNG instead of training")
+    parser.add_argument("--results", type=Path, nargs="+", default=[])
     args, extra = parser.parse_known_args()
+    if args.plot:
+        plot(args.results, args.plot)
+        return
+    if args.weights is None:
+        parser.error("--weights is required to train")
     runs: dict[str, list[dict[str, float]]] = {}
     for arm in ARMS:
         for seed in args.seeds:

@@ -68,7 +68,7 @@ def test_a_classification_runs_backbone_seeds_a_detector_and_a_segmenter(
     assert "skipped for shape 0 []; missing 0 []; 2 tensors of the file unused" in line
 
 
-def test_a_detectors_backbone_seeds_a_classifier_whose_head_is_reported_missing(tmp_path: Path) -> None:
+def test_a_detectors_backbone_seeds_a_classifier_whose_head_starts_anew(tmp_path: Path) -> None:
     detector = build_network(
         "detection", {"family": "resnet", "name": "resnet18"}, model_options("detection"), 3, None, True
     )
@@ -76,20 +76,23 @@ def test_a_detectors_backbone_seeds_a_classifier_whose_head_is_reported_missing(
     torch.save({"model": detector.state_dict()}, path)  # as torchvision's references save a detector
     classifier = build_classifier(family="resnet", name="resnet18", num_classes=4, image_size=32)
     report = load_weights_file(classifier, path, "resnet18")
-    assert report.prefix == "backbone.body." and report.loaded == 120 and report.missing == ["fc.bias", "fc.weight"]
+    assert report.prefix == "backbone.body." and report.loaded == report.total == 120 and report.head == "fc"
     assert torch.equal(classifier.layer3[1].bn2.running_var, detector.backbone.body.layer3[1].bn2.running_var)
 
 
 def test_timm_and_torchvision_files_and_the_report_of_what_did_not_fit(tmp_path: Path) -> None:
     timm_state = timm.create_model("resnet18", num_classes=1000).state_dict()
     del timm_state["layer4.1.bn2.weight"]
+    timm_state["layer4.1.conv2.weight"] = torch.zeros(512, 512, 1, 1)
     save_file(timm_state, tmp_path / "model.safetensors")  # as the Hugging Face hub holds timm's weights
     classifier = build_classifier(family="resnet", name="resnet18", num_classes=10, image_size=32)
+    head = classifier.fc.weight.clone()
     report = load_weights_file(classifier, tmp_path / "model.safetensors", "resnet18")
-    assert report.loaded == 119 and report.prefix == ""
-    assert sorted(report.skipped) == ["fc.bias: [1000] -> [10]", "fc.weight: [1000, 512] -> [10, 512]"]
-    assert report.missing == ["fc.bias", "fc.weight", "layer4.1.bn2.weight"]
-    # torchvision's ResNet-18 has timm's names: every tensor but the 1000-class head.
+    assert (report.loaded, report.total, report.prefix, report.unused) == (118, 120, "", 2)  # the file's head unused
+    assert report.skipped == ["layer4.1.conv2.weight: [512, 512, 1, 1] -> [512, 512, 3, 3]"]
+    assert report.missing == ["layer4.1.bn2.weight", "layer4.1.conv2.weight"]
+    assert torch.equal(classifier.fc.weight, head)  # the head is for your classes, whatever the file holds
+    # torchvision's ResNet-18 has timm's names: every tensor but its head.
     torchvision_model = torchvision.models.resnet18()
     torch.save(torchvision_model.state_dict(), tmp_path / "resnet18-torchvision.pth")
     report = load_weights_file(classifier, tmp_path / "resnet18-torchvision.pth", "resnet18")
@@ -101,7 +104,7 @@ def test_a_vits_position_embedding_is_resized_to_its_input(tmp_path: Path) -> No
     torch.save(source.state_dict(), tmp_path / "vit.pth")
     classifier = build_classifier(family="vit", name="vit_tiny_patch16_224", num_classes=3, image_size=64)
     report = load_weights_file(classifier, tmp_path / "vit.pth", "vit_tiny_patch16_224")
-    assert report.skipped == [] and report.missing == ["head.bias", "head.weight"]
+    assert report.skipped == report.missing == [] and report.head == "head"
     assert classifier.pos_embed.shape == (1, 1 + 4 * 4, 192)  # 64 px: 4 x 4 patches, resampled from 14 x 14
     assert torch.equal(classifier.pos_embed[:, 0], source.pos_embed[:, 0])  # the class token's embedding kept
 
@@ -111,9 +114,9 @@ def test_weights_of_another_network_are_refused_in_one_line(tmp_path: Path) -> N
     classifier = build_classifier(family="resnet", name="resnet18", num_classes=3, image_size=32)
     with pytest.raises(CvkitError, match=r"backbone.weights: none of the \d+ tensors of .*mobilenet.pth is one of"):
         load_weights_file(classifier, tmp_path / "mobilenet.pth", "resnet18")
-    torch.save(timm.create_model("resnet50").state_dict(), tmp_path / "resnet50.pth")
-    with pytest.raises(CvkitError, match=r"tensors of .*resnet50.pth named as resnet18's have other shapes"):
-        load_weights_file(classifier, tmp_path / "resnet50.pth", "resnet18")
+    torch.save({key: torch.zeros(1) for key in classifier.state_dict()}, tmp_path / "resnet18-wrong.pth")
+    with pytest.raises(CvkitError, match=r"120 tensors of .*resnet18-wrong.pth are named as resnet18's but none has"):
+        load_weights_file(classifier, tmp_path / "resnet18-wrong.pth", "resnet18")
 
 
 def test_the_prefix_that_matches_the_most_names_wins() -> None:

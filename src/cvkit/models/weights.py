@@ -117,9 +117,9 @@ def matching_prefix(source: Iterable[str], target: Collection[str]) -> str | Non
 
 @dataclass(frozen=True)
 class WeightsReport:
-    """What a weights file gave a timm network: the tensors `loaded` of the network's `total`, those `skipped`
-    for their shape (``name: file shape -> network shape``), the network's `missing` ones, and the file's
-    `unused` count; its names matched under `prefix`."""
+    """What a weights file gave a timm network: the tensors `loaded` of the network's `total` (its classifier
+    `head`, when it has one, is not among them), those `skipped` for their shape (``name: file shape -> network
+    shape``), the network's `missing` ones, and the file's `unused` count; its names matched under `prefix`."""
 
     loaded: int
     total: int
@@ -127,25 +127,29 @@ class WeightsReport:
     missing: list[str]
     unused: int
     prefix: str
+    head: str | None
 
     def line(self, path: Path, name: str) -> str:
         under = f" (the file's names under {self.prefix!r})" if self.prefix else ""
+        head = f"; its head ({self.head}) starts anew for your classes" if self.head else ""
         return (
-            f"backbone.weights={path}: loaded {self.loaded} of {name}'s {self.total} tensors{under}; "
+            f"backbone.weights={path}: loaded {self.loaded} of {name}'s {self.total} tensors{under}{head}; "
             f"skipped for shape {len(self.skipped)} {self.skipped[:5]}; missing {len(self.missing)} "
             f"{self.missing[:5]}; {self.unused} tensors of the file unused"
         )
 
 
 def load_weights_file(model: nn.Module, path: Path, name: str) -> WeightsReport:
-    """Load the weights file `path` into timm network `name` (a classifier or a ``features_only`` network), its
-    names matched by :func:`matching_prefix` and passed through the architecture's own checkpoint filter where it
-    has one (a ViT's resizes its position embedding to the model's grid); tensors of another shape are skipped.
-    The report is logged. A CvkitError when no name matches (saying what the file's names look like), or when a
-    tensor outside the classifier head has another shape (the weights of another variant: a ResNet-50's for a
-    ResNet-18 match most names, and the BatchNorm shapes of many)."""
+    """Load the weights file `path` into the backbone of timm network `name` (a classifier less its head, which
+    is the task's, or a ``features_only`` network), the file's names matched by :func:`matching_prefix` and
+    passed through the architecture's own checkpoint filter where it has one (a ViT's resizes its position
+    embedding to the model's grid). Tensors of another shape are skipped and named, as detectron2 and MMDetection
+    do; the report is logged. A CvkitError when no name matches (saying what the file's names and the network's
+    look like) or no matched tensor has its shape (the weights of another variant)."""
     target = inner_timm_model(model)
-    own = target.state_dict()
+    head = (getattr(target, "pretrained_cfg", None) or {}).get("classifier")
+    state = target.state_dict()
+    own = {key: value for key, value in state.items() if not (head and key.startswith(f"{head}."))}
     source = read_tensors(path)
     prefix = matching_prefix(source, own)
     if prefix is None:
@@ -163,11 +167,10 @@ def load_weights_file(model: nn.Module, path: Path, name: str) -> WeightsReport:
     skipped = [
         f"{key}: {list(value.shape)} -> {list(own[key].shape)}" for key, value in matched.items() if key not in fits
     ]
-    head = (getattr(target, "pretrained_cfg", None) or {}).get("classifier") or "-"
-    if wrong := [entry for entry in skipped if not entry.startswith(f"{head}.")]:  # the head may be for other classes
+    if not fits:
         raise CvkitError(
-            f"backbone.weights: {len(wrong)} tensors of {path} named as {name}'s have other shapes ({wrong[0]}, ...): "
-            "are they the weights of another variant? (only the classifier head may differ)"
+            f"backbone.weights: {len(matched)} tensors of {path} are named as {name}'s but none has its shape "
+            f"({skipped[0]}, ...): are they the weights of another variant?"
         )
     target.load_state_dict(fits, strict=False)
     report = WeightsReport(
@@ -177,6 +180,7 @@ def load_weights_file(model: nn.Module, path: Path, name: str) -> WeightsReport:
         missing=sorted(set(own) - set(fits)),
         unused=len(source) - len(matched),
         prefix=prefix,
+        head=head if len(own) < len(state) else None,
     )
     (log.warning if report.missing or report.skipped else log.info)(report.line(path, name))
     return report
