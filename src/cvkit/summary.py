@@ -71,7 +71,7 @@ def lr_groups(task: BaseTask, plan: TrainingPlan) -> str:
 
     def label(name: str) -> str:
         layer = name.removeprefix("backbone.layer")
-        return f"{name} ({task.backbone.modules_in(int(layer))})" if layer.isdigit() else name
+        return f"{name} ({task.backbone.layers.modules_in(int(layer))})" if layer.isdigit() else name
 
     peak = plan.lr.effective_lr
     return "; ".join(f"{label(name)}: {count} tensors, peak lr {peak * f:.4g}" for name, (count, f) in groups.items())

@@ -41,7 +41,9 @@ def task_on(devices: int, batches_per_epoch: int) -> tuple[ClassificationTask, t
     task = ClassificationTask(
         **task_arguments(nn.Linear(4, 3), ["a", "b", "c"], plan), label_smoothing=0.0, class_weights=None
     )
-    trainer = SimpleNamespace(max_epochs=MAX_EPOCHS, estimated_stepping_batches=batches_per_epoch * MAX_EPOCHS)
+    trainer = SimpleNamespace(
+        max_epochs=MAX_EPOCHS, estimated_stepping_batches=batches_per_epoch * MAX_EPOCHS, current_epoch=0
+    )
     task.trainer = trainer
     configured = task.configure_optimizers()
     task.on_train_start()  # where the task takes Lightning's steps an epoch

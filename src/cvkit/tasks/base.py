@@ -19,8 +19,8 @@ from cvkit.checkpoints import RunRecord, TaskState, save_task_state
 from cvkit.data.base import BaseDataModule
 from cvkit.data.batches import Batch
 from cvkit.errors import CvkitError
-from cvkit.models import BackboneLayers, backbone_layers
 from cvkit.optim import TrainingPlan, build_optimizer, optimizer_groups
+from cvkit.tasks.backbone_training import BackboneTraining
 from cvkit.tasks.image_counts import EVALUATION_STAGES, ImageCount, gathered
 from cvkit.tasks.nonfinite import NonfiniteLossGuard
 
@@ -87,31 +87,7 @@ class BaseTask(pl.LightningModule):
         self.nonfinite = NonfiniteLossGuard.from_config(nonfinite_loss)
         self.counting: dict[str, ImageCount] = {}  # this rank's counts of the evaluation in progress
         self.image_counts: dict[str, dict[str, Any]] = {}  # the last evaluation of each split, for the report
-        self.backbone = self.trained_backbone(model, plan)
-        self.backbone_frozen = False  # frozen for backbone.freeze_epochs, until the epoch that unfreezes it
-
-    @staticmethod
-    def trained_backbone(model: nn.Module, plan: TrainingPlan | None) -> BackboneLayers | None:
-        """The layers of `model`'s timm backbone when it trains (`plan`), with the parameters frozen for the whole
-        run frozen now: before the optimizer and DDP see them, which then leave them out (their BatchNorm layers
-        go to eval mode when training starts, :meth:`freeze_for_epoch`)."""
-        layers = backbone_layers(model) if plan is not None else None
-        freezing = plan.freezing if plan is not None else None
-        if not freezing or not freezing.active:
-            return layers
-        if layers is None:
-            raise CvkitError(
-                "backbone.freeze*: this network has no timm backbone to freeze (the classic U-Net, torchvision's "
-                "COCO-trained detectors); leave backbone.freeze=false, freeze_epochs=0 and freeze_stages=0"
-            )
-        if freezing.stages > layers.num_stages:
-            raise CvkitError(
-                f"backbone.freeze_stages={freezing.stages}: {layers.name} has {layers.num_stages} stages (the stem "
-                "counted as one); give at most that many, or backbone.freeze=true to freeze all of it"
-            )
-        if freezing.always or freezing.stages:
-            layers.freeze(model, None if freezing.always else freezing.stages, norms=False)
-        return layers
+        self.backbone = BackboneTraining(model, plan.freezing) if plan is not None else None
 
     def channels_last_under(self, trainer: pl.Trainer) -> bool:
         """Whether this task feeds its model channels-last tensors when `trainer` runs it."""
@@ -195,7 +171,7 @@ class BaseTask(pl.LightningModule):
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The optimizer's parameter groups (:func:`cvkit.optim.optimizer_groups`): the head's, then the
         backbone's, at their ``lr_factor`` of the run's LR; the parameters frozen for the whole run left out."""
-        layers = self.backbone
+        layers = self.backbone.layers
         return optimizer_groups(
             self.model, self.plan.optimizer, layers.layer if layers else None, layers.num_layers if layers else 0
         )
@@ -224,34 +200,7 @@ class BaseTask(pl.LightningModule):
         return self.lr_factor(step) * self.plan.freezing.lr_factor(self.epoch_at(step))
 
     def on_train_epoch_start(self) -> None:
-        self.freeze_for_epoch()
-
-    def freeze_for_epoch(self) -> None:
-        """Freeze the backbone for ``backbone.freeze_epochs`` and unfreeze it at the epoch after (once, announced),
-        and keep the BatchNorm layers of its frozen stages in eval mode; a function of the epoch, so a resumed
-        run is in the same phase as the run it continues. Called when training starts (Lightning skips
-        ``on_train_epoch_start`` for an epoch resumed in its middle) and at the start of each epoch.
-
-        Not Lightning's ``BackboneFinetuning``: it freezes BatchNorm by ``track_running_stats=False`` (batch
-        statistics in training, the stale running ones at evaluation), puts the unfrozen parameters in a new
-        optimizer group that the LR scheduler does not scale, and steps its LR once an epoch."""
-        freezing = self.plan.freezing
-        if self.backbone is None or not freezing.active:
-            return
-        if freezing.frozen(self.current_epoch):
-            self.backbone.freeze(self.model, None)
-            self.backbone_frozen = True
-            return
-        if self.backbone_frozen:
-            self.backbone.freeze(self.model, None, frozen=False)
-            self.backbone_frozen = False
-            rank_zero_info(
-                f"epoch {self.current_epoch}: the backbone is unfrozen; its LR rises from "
-                f"{freezing.unfreeze_lr_start:g}x to its scheduled value over {freezing.unfreeze_warmup_epochs:g} "
-                "epochs"
-            )
-        if freezing.stages:
-            self.backbone.freeze(self.model, freezing.stages)
+        self.backbone.start_epoch(self.model, self.current_epoch)
 
     # Checkpoints.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -301,7 +250,8 @@ class BaseTask(pl.LightningModule):
         )
         if self.resumed_schedule:
             self.continue_schedule(self.resumed_schedule)
-        self.freeze_for_epoch()
+        # (Lightning skips on_train_epoch_start for an epoch resumed in its middle)
+        self.backbone.start_epoch(self.model, self.current_epoch)
 
     def continue_schedule(self, saved: Mapping[str, Any]) -> None:
         """After a resume, keep the schedule's position in epochs and take the peak LR from this run's
