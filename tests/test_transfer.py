@@ -149,6 +149,8 @@ def test_settings_that_cannot_work_are_refused(pretrained: Path, tmp_path: Path)
     weights = f"backbone.weights={pretrained}"
     with pytest.raises(CvkitError, match="use trainer.strategy=ddp_find_unused_parameters_true"):
         validate(compose_train(tmp_path, *DDP_CPU, "backbone.freeze_epochs=1", weights))
+    with pytest.raises(CvkitError, match="trainer.strategy=auto on several devices"):
+        validate(compose_train(tmp_path, "trainer.devices=2", "backbone.freeze_epochs=1", weights))
     unused = "trainer.strategy=ddp_find_unused_parameters_true"
     validate(compose_train(tmp_path, *DDP_CPU, "backbone.freeze_epochs=1", weights, unused))
     with pytest.raises(CvkitError, match="backbone.freeze: the backbone starts from random weights"):
@@ -157,7 +159,7 @@ def test_settings_that_cannot_work_are_refused(pretrained: Path, tmp_path: Path)
         "cvkit-train", *TINY_CLASSIFICATION, "backbone.name=resnet18", "backbone.freeze_stages=9", weights,
         f"hydra.run.dir={tmp_path / 'stages'}",
     )  # fmt: skip
-    assert_exit(result, 2, "backbone.freeze_stages=9: resnet18 has 5 stages (the stem counted as one)", clean=True)
+    assert_exit(result, 2, "backbone.freeze_stages=9: resnet18 has 5 stages (timm's coarse groups)", clean=True)
 
 
 def test_a_few_images_per_class_are_drawn_by_the_seed(tmp_path: Path) -> None:

@@ -99,10 +99,10 @@ def check_lists(cfg: DictConfig) -> None:
 
 def check_frozen_backbone_has_weights(cfg: DictConfig) -> None:
     """Refuse freezing a backbone that starts from random weights: it would train the head on random features.
-    Weights come from ``backbone.weights``, ``backbone.pretrained``, ``init_from`` or ``task.model.coco_weights``."""
+    Weights come from ``backbone.weights``, ``backbone.pretrained`` or ``init_from``."""
     backbone = OmegaConf.select(cfg, "backbone", default=None) or {}
     frozen = [f"backbone.{key}" for key in ("freeze", "freeze_epochs", "freeze_stages") if backbone.get(key)]
-    sources = ("backbone.weights", "backbone.pretrained", "init_from", "task.model.coco_weights")
+    sources = ("backbone.weights", "backbone.pretrained", "init_from")
     if frozen and not any(OmegaConf.select(cfg, key, default=None) for key in sources):
         raise CvkitError(
             f"{frozen[0]}: the backbone starts from random weights, and a frozen one would give the head random "
@@ -112,16 +112,25 @@ def check_frozen_backbone_has_weights(cfg: DictConfig) -> None:
 
 
 def check_unfreezing_under_ddp(cfg: DictConfig) -> None:
-    """Refuse ``backbone.freeze_epochs`` under a DDP strategy that does not look for unused parameters: DDP
-    synchronises the gradients of the parameters that take them when it wraps the model, and a frozen backbone
-    takes none until it is unfrozen (DDP would stop at the first step with unused parameters)."""
-    strategy = OmegaConf.select(cfg, "trainer.strategy", default=None)
-    if not OmegaConf.select(cfg, "backbone.freeze_epochs", default=0) or not isinstance(strategy, str):
+    """Refuse ``backbone.freeze_epochs`` under DDP (a ``ddp*`` strategy, or ``auto`` with several devices or
+    nodes) that does not look for unused parameters: DDP synchronises the gradients of the parameters that take
+    them when it wraps the model, and a frozen backbone takes none until it is unfrozen (DDP would fail at its
+    second step). ``trainer.devices=auto`` on a machine with several GPUs is not known here: DDP's own error
+    then names the setting."""
+    if not OmegaConf.select(cfg, "backbone.freeze_epochs", default=0):
         return
-    if strategy.startswith("ddp") and "find_unused_parameters_true" not in strategy:
+    strategy = OmegaConf.select(cfg, "trainer.strategy", default="auto")
+    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
+    several = (
+        (isinstance(devices, int) and devices not in (0, 1))
+        or (isinstance(devices, ListConfig) and len(devices) > 1)
+        or (OmegaConf.select(cfg, "trainer.num_nodes", default=1) or 1) > 1
+    )
+    ddp = isinstance(strategy, str) and (strategy.startswith("ddp") or (strategy == "auto" and several))
+    if ddp and "find_unused_parameters_true" not in strategy:
         raise CvkitError(
-            f"backbone.freeze_epochs with trainer.strategy={strategy}: DDP must know that the frozen backbone takes "
-            "no gradients at first; use trainer.strategy=ddp_find_unused_parameters_true"
+            f"backbone.freeze_epochs with trainer.strategy={strategy} on several devices (DDP): DDP must know that "
+            "the frozen backbone takes no gradients at first; use trainer.strategy=ddp_find_unused_parameters_true"
         )
 
 

@@ -18,6 +18,7 @@ from cvkit.console import image_count_rows, print_image_counts, print_per_class,
 from cvkit.data.base import BaseDataModule
 from cvkit.models import count_parameters
 from cvkit.optim import TrainingPlan
+from cvkit.optim.param_groups import HEAD
 
 if TYPE_CHECKING:  # for type hints only: the tasks do not depend on this module
     from cvkit.tasks import BaseTask
@@ -71,10 +72,11 @@ def lr_groups(task: BaseTask, plan: TrainingPlan) -> str:
 
     def label(name: str) -> str:
         layer = name.removeprefix("backbone.layer")
-        return f"{name} ({task.backbone.layers.modules_in(int(layer))})" if layer.isdigit() else name
+        return f"{name} ({task.backbone_training.layers.modules_in(int(layer))})" if layer.isdigit() else name
 
     peak = plan.lr.effective_lr
-    return "; ".join(f"{label(name)}: {count} tensors, peak lr {peak * f:.4g}" for name, (count, f) in groups.items())
+    shown = sorted(groups.items(), key=lambda item: (item[0] != HEAD, item[1][1]))  # the head, then from the stem up
+    return "; ".join(f"{label(name)}: {count} tensors, peak lr {peak * f:.4g}" for name, (count, f) in shown)
 
 
 def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -31,8 +31,10 @@ def test_layer_decay_scales_each_layer_by_its_distance_from_the_head() -> None:
     assert factor_of(groups, model.layer1[0].conv1.weight) == pytest.approx(0.5 * 0.8**8)
     assert factor_of(groups, model.layer4[1].bn2.bias) == pytest.approx(0.5 * 0.8)
     assert factor_of(groups, model.fc.weight) == factor_of(groups, model.fc.bias) == 1.0
-    assert groups[0]["name"] == "head"
     assert {g["name"] for g in groups} == {"head"} | {f"backbone.layer{i}" for i in range(9)}
+    # timm's order: the groups without weight decay first; in each, the backbone from the stem up, then the head.
+    assert [g["weight_decay"] for g in groups] == sorted(g["weight_decay"] for g in groups)
+    assert [g["name"] for g in groups if g["weight_decay"]][::9] == ["backbone.layer0", "head"]
     taken = [id(p) for group in groups for p in group["params"]]
     assert sorted(taken) == sorted(id(p) for p in model.parameters())  # every parameter, once
     # no_bn_bias_decay: 1-d parameters and biases without weight decay, in every layer.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from cvkit.optim.param_groups import HEAD
+
 
 class StepLRLogger(pl.Callback):
     """Logs the LR of each named parameter group right before each optimizer step, at that step's index: the
@@ -21,7 +23,7 @@ class StepLRLogger(pl.Callback):
             return
         lrs: dict[str, float] = {}
         for group in optimizer.param_groups:
-            name = group.get("name", "head")
-            lrs.setdefault("lr" if name == "head" else f"lr/{name}", group["lr"])
+            name = group.get("name", HEAD)
+            lrs.setdefault("lr" if name == HEAD else f"lr/{name}", group["lr"])
         for logger in trainer.loggers:
             logger.log_metrics(lrs, step=trainer.global_step)

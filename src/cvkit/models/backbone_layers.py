@@ -13,17 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import timm
-import torch
 from timm.models import group_parameters
 from torch import nn
 
 from cvkit.models.detectors import PyramidLevels
 from cvkit.models.segmenters import EncoderDecoder
-from cvkit.models.weights import inner_timm_model
+from cvkit.models.weights import architecture_names, in_classifier, inner_timm_model, timm_architecture
 
 # The normalisation layers with running statistics, which a frozen backbone keeps in eval mode (timm's
-# BatchNormAct2d is a BatchNorm2d; torchvision's FrozenBatchNorm2d never updates its statistics).
+# BatchNormAct2d is a BatchNorm2d; the FrozenBatchNorm2d that task.model.freeze_bn puts in never updates them).
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
@@ -43,7 +41,8 @@ class BackboneLayers:
 
     @property
     def num_stages(self) -> int:
-        """The stages of the backbone (the stem counted as one), as ``backbone.freeze_stages`` counts them."""
+        """The stages of the backbone (timm's coarse groups: a ResNet's stem, then each stage), as
+        ``backbone.freeze_stages`` counts them."""
         return max(self.stage.values()) + 1
 
     def modules_in(self, layer: int) -> str:
@@ -97,23 +96,27 @@ def timm_backbone(network: nn.Module) -> tuple[str, nn.Module] | None:
 
 def backbone_layers(network: nn.Module) -> BackboneLayers | None:
     """The :class:`BackboneLayers` of `network` (None: it has no timm backbone, see :func:`timm_backbone`). A
-    classifier's head (timm's last fine group) is not part of its backbone."""
+    classifier's head (timm's ``pretrained_cfg["classifier"]``) is not part of its backbone; what timm groups with
+    it (a MobileNetV3's ``conv_head``) is, in the last layer."""
     found = timm_backbone(network)
     if found is None:
         return None
     prefix, body = found
     name = body.pretrained_cfg["architecture"]
-    with torch.device("meta"):
-        architecture = timm.create_model(name, pretrained=False)
+    architecture = timm_architecture(name)
     fine = group_parameters(architecture, architecture.group_matcher(coarse=False), reverse=True)
     coarse = group_parameters(architecture, architecture.group_matcher(coarse=True), reverse=True)
     num_layers = max(fine.values()) + 1
+    names = architecture_names(body)
     qualified = (prefix + ".") if prefix else ""
     layer, stage = {}, {}
     for param_name, _ in body.named_parameters():
-        if fine.get(param_name, num_layers - 1) < num_layers - 1:  # not the head
-            layer[qualified + param_name] = fine[param_name]
-            stage[qualified + param_name] = coarse[param_name]
+        own = names[param_name]
+        if own not in fine:
+            raise RuntimeError(f"{name}: cvkit cannot place {param_name} ({own}) in timm's grouping of its layers")
+        if not in_classifier(own, body):
+            layer[qualified + param_name] = fine[own]
+            stage[qualified + param_name] = coarse[own]
     norms = {
         qualified + module_name: stage[f"{qualified}{module_name}.weight"]
         for module_name, module in body.named_modules()

@@ -3,6 +3,7 @@ checkpoint of any task: its names matched by rule), the local hub cache, or the 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -147,9 +148,8 @@ def load_weights_file(model: nn.Module, path: Path, name: str) -> WeightsReport:
     do; the report is logged. A CvkitError when no name matches (saying what the file's names and the network's
     look like) or no matched tensor has its shape (the weights of another variant)."""
     target = inner_timm_model(model)
-    head = (getattr(target, "pretrained_cfg", None) or {}).get("classifier")
-    state = target.state_dict()
-    own = {key: value for key, value in state.items() if not (head and key.startswith(f"{head}."))}
+    names = architecture_names(target)  # the network's names -> its architecture's, which weights files use
+    own = {names[key]: value for key, value in target.state_dict().items() if not in_classifier(names[key], target)}
     source = read_tensors(path)
     prefix = matching_prefix(source, own)
     if prefix is None:
@@ -172,7 +172,9 @@ def load_weights_file(model: nn.Module, path: Path, name: str) -> WeightsReport:
             f"backbone.weights: {len(matched)} tensors of {path} are named as {name}'s but none has its shape "
             f"({skipped[0]}, ...): are they the weights of another variant?"
         )
-    target.load_state_dict(fits, strict=False)
+    network_name = {architecture: key for key, architecture in names.items()}
+    target.load_state_dict({network_name[key]: value for key, value in fits.items()}, strict=False)
+    head = timm_architecture(target.pretrained_cfg["architecture"]).pretrained_cfg.get("classifier")
     report = WeightsReport(
         loaded=len(fits),
         total=len(own),
@@ -180,10 +182,34 @@ def load_weights_file(model: nn.Module, path: Path, name: str) -> WeightsReport:
         missing=sorted(set(own) - set(fits)),
         unused=len(source) - len(matched),
         prefix=prefix,
-        head=head if len(own) < len(state) else None,
+        head=head if len(own) < len(names) else None,
     )
     (log.warning if report.missing or report.skipped else log.info)(report.line(path, name))
     return report
+
+
+@functools.lru_cache(maxsize=8)
+def timm_architecture(name: str) -> nn.Module:
+    """timm's model `name` built on the meta device (no memory, no weights, a tenth of a second): its names, its
+    classifier's name and its grouping of layers."""
+    with torch.device("meta"):
+        return timm.create_model(name, pretrained=False)
+
+
+def architecture_names(network: nn.Module) -> dict[str, str]:
+    """The name in its timm architecture of each state-dict entry of `network` (a timm model, or a
+    ``features_only`` wrapper that flattened some names: a ResNetV2's ``stages_0.blocks.0...`` is
+    ``stages.0.blocks.0...``), dots and underscores matched alike."""
+    architecture = timm_architecture(network.pretrained_cfg["architecture"])
+    canonical = {name.replace(".", "_"): name for name in architecture.state_dict()}
+    return {name: canonical.get(name.replace(".", "_"), name) for name in network.state_dict()}
+
+
+def in_classifier(name: str, network: nn.Module) -> bool:
+    """Whether `name` (an architecture name) belongs to the classifier head of `network`'s timm architecture (timm's
+    ``pretrained_cfg["classifier"]``: ``fc``, ``head``, ``head.fc``, ``classifier``)."""
+    head = timm_architecture(network.pretrained_cfg["architecture"]).pretrained_cfg.get("classifier")
+    return bool(head) and name.startswith(f"{head}.")
 
 
 def inner_timm_model(network: nn.Module) -> nn.Module:

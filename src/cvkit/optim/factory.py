@@ -27,11 +27,15 @@ CVKIT_KEYS = (
 
 
 def optimizer_groups(
-    model: nn.Module, config: Mapping[str, Any], backbone: Mapping[str, int] | None = None, num_layers: int = 0
+    model: nn.Module,
+    config: Mapping[str, Any],
+    backbone: Mapping[str, int] | None = None,
+    num_layers: int = 0,
+    own_schedule: bool = False,
 ) -> list[dict[str, Any]]:
     """`model`'s parameter groups (:func:`parameter_groups`) under the optimizer `config` (its weight decay,
     ``no_bn_bias_decay``, ``backbone_lr_factor`` and ``layer_decay``); the `backbone` parameters are
-    ``{name: layer}`` of a network of `num_layers` layers."""
+    ``{name: layer}`` of a network of `num_layers` layers, on a schedule of their `own_schedule` or not."""
     return parameter_groups(
         model,
         float(config.get("weight_decay", 0.0)),
@@ -40,6 +44,7 @@ def optimizer_groups(
         num_layers,
         float(config.get("backbone_lr_factor", 1.0)),
         None if config.get("layer_decay") is None else float(config["layer_decay"]),
+        own_schedule,
     )
 
 

@@ -20,7 +20,7 @@ class Freezing:
     """The backbone frozen for the whole run (`always`), or for its first `epochs` epochs and then trained with
     its LR rising linearly from `unfreeze_lr_start` of the scheduled LR to all of it over
     `unfreeze_warmup_epochs`, so that the gradients of a still-untrained head do not wreck it; the first
-    `stages` stages (timm's coarse groups, the stem counted as one) frozen throughout. Frozen means no
+    `stages` of timm's coarse groups (a ResNet's: the stem, then each stage) frozen throughout. Frozen means no
     gradients (no optimizer state) and BatchNorm in eval mode (its statistics kept and used)."""
 
     always: bool = False
@@ -94,5 +94,5 @@ class Freezing:
                 f"{self.unfreeze_warmup_epochs:g} epochs"
             )
         if self.stages and not self.always:
-            parts.append(f"its first {self.stages} stages (the stem counted as one) frozen throughout")
+            parts.append(f"its first {self.stages} stages (timm's coarse groups) frozen throughout")
         return "; ".join(parts)

@@ -32,16 +32,21 @@ def parameter_groups(
     num_layers: int = 0,
     backbone_lr_factor: float = 1.0,
     layer_decay: float | None = None,
+    own_schedule: bool = False,
 ) -> list[dict[str, Any]]:
     """`model`'s trainable parameters in groups, each with its ``name``, ``lr_factor`` (of the run's LR) and
     whether it is ``backbone``: ``head`` (everything outside `backbone`, at the LR), then the `backbone`
     parameters (``{name: layer}`` of a network of `num_layers` layers) at `backbone_lr_factor` of it, one group
-    per layer with `layer_decay` (:func:`lr_factor`). With `no_bn_bias_decay` (Goyal et al. 2017, timm's rule:
-    1-d parameters and biases) each group is split by weight decay.
+    per layer with `layer_decay` (:func:`lr_factor`); the backbone is one with the head when it trains at the LR
+    and not on a schedule of its `own_schedule` (unfreezing). With `no_bn_bias_decay` (Goyal et al. 2017, timm's
+    rule: 1-d parameters and biases) each group is split by weight decay. The order is that of timm's
+    ``param_groups_weight_decay`` (without weight decay first), the backbone before the head, so that the
+    checkpoints of earlier cvkit versions resume.
 
     timm's ``param_groups_layer_decay`` groups a whole timm model only and puts its scale in an ``lr_scale`` key
     that only timm's schedulers apply (timm#2532); cvkit's schedule scales ``lr_factor`` for every task."""
-    backbone = backbone or {}
+    separate = backbone_lr_factor != 1.0 or layer_decay is not None or own_schedule
+    backbone = (backbone or {}) if separate else {}
     if (backbone_lr_factor != 1.0 or layer_decay is not None) and not backbone:
         setting = "layer_decay" if layer_decay is not None else "backbone_lr_factor"
         raise CvkitError(
@@ -73,5 +78,5 @@ def parameter_groups(
             },
         )
         group["params"].append(param)
-    # The head first (its LR is the run's, logged as ``lr``), then the backbone from the stem up.
-    return sorted(groups.values(), key=lambda g: (g["backbone"], g["lr_factor"]))
+    # Without weight decay first, the backbone (from the stem up) before the head.
+    return sorted(groups.values(), key=lambda g: (g["weight_decay"] > 0, not g["backbone"], g["lr_factor"]))

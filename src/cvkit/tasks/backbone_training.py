@@ -35,7 +35,7 @@ class BackboneTraining:
         if freezing.stages > self.layers.num_stages:
             raise CvkitError(
                 f"backbone.freeze_stages={freezing.stages}: {self.layers.name} has {self.layers.num_stages} stages "
-                "(the stem counted as one); give at most that many, or backbone.freeze=true to freeze all of it"
+                "(timm's coarse groups); give at most that many, or backbone.freeze=true to freeze all of it"
             )
         if freezing.always or freezing.stages:
             self.layers.freeze(model, None if freezing.always else freezing.stages, norms=False)

@@ -87,7 +87,7 @@ class BaseTask(pl.LightningModule):
         self.nonfinite = NonfiniteLossGuard.from_config(nonfinite_loss)
         self.counting: dict[str, ImageCount] = {}  # this rank's counts of the evaluation in progress
         self.image_counts: dict[str, dict[str, Any]] = {}  # the last evaluation of each split, for the report
-        self.backbone = BackboneTraining(model, plan.freezing) if plan is not None else None
+        self.backbone_training = BackboneTraining(model, plan.freezing) if plan is not None else None
 
     def channels_last_under(self, trainer: pl.Trainer) -> bool:
         """Whether this task feeds its model channels-last tensors when `trainer` runs it."""
@@ -171,10 +171,10 @@ class BaseTask(pl.LightningModule):
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The optimizer's parameter groups (:func:`cvkit.optim.optimizer_groups`): the head's, then the
         backbone's, at their ``lr_factor`` of the run's LR; the parameters frozen for the whole run left out."""
-        layers = self.backbone.layers
-        return optimizer_groups(
-            self.model, self.plan.optimizer, layers.layer if layers else None, layers.num_layers if layers else 0
-        )
+        layers = self.backbone_training.layers
+        backbone, num_layers = (layers.layer, layers.num_layers) if layers else (None, 0)
+        unfreezes = self.plan.freezing.epochs > 0  # the backbone's LR rises again after it
+        return optimizer_groups(self.model, self.plan.optimizer, backbone, num_layers, own_schedule=unfreezes)
 
     def configure_optimizers(self) -> dict[str, Any]:
         if self.plan is None:
@@ -200,7 +200,7 @@ class BaseTask(pl.LightningModule):
         return self.lr_factor(step) * self.plan.freezing.lr_factor(self.epoch_at(step))
 
     def on_train_epoch_start(self) -> None:
-        self.backbone.start_epoch(self.model, self.current_epoch)
+        self.backbone_training.start_epoch(self.model, self.current_epoch)
 
     # Checkpoints.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -251,7 +251,7 @@ class BaseTask(pl.LightningModule):
         if self.resumed_schedule:
             self.continue_schedule(self.resumed_schedule)
         # (Lightning skips on_train_epoch_start for an epoch resumed in its middle)
-        self.backbone.start_epoch(self.model, self.current_epoch)
+        self.backbone_training.start_epoch(self.model, self.current_epoch)
 
     def continue_schedule(self, saved: Mapping[str, Any]) -> None:
         """After a resume, keep the schedule's position in epochs and take the peak LR from this run's
