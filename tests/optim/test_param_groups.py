@@ -97,3 +97,14 @@ def test_the_backbones_multiplier_while_frozen_and_after_unfreezing() -> None:
 def test_freezing_settings_that_cannot_be_are_refused(settings: dict, message: str) -> None:
     with pytest.raises(CvkitError, match=message):
         Freezing.from_config(settings, max_epochs=5)
+
+
+def test_without_backbone_settings_the_groups_are_timms_as_before() -> None:
+    """A run without backbone settings gets timm's weight-decay groups, parameter for parameter and in timm's
+    order: what cvkit built before the backbone had groups of its own, so that those checkpoints resume."""
+    from timm.optim import param_groups_weight_decay
+
+    model = build_classifier(family="resnet", name="resnet18", num_classes=3, image_size=32)
+    ours, timms = groups_of(model), param_groups_weight_decay(model, weight_decay=1.25e-4)
+    assert [[id(p) for p in g["params"]] for g in ours] == [[id(p) for p in g["params"]] for g in timms]
+    assert [g["weight_decay"] for g in ours] == [g["weight_decay"] for g in timms]
