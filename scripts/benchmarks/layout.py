@@ -28,7 +28,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cvkit_config, print_table, write_results
 
-from cvkit.models.networks import classification_network, detection_network, segmentation_network
+from cvkit.models.networks import build_network
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,10 @@ def network(workload: Workload) -> tuple[nn.Module, str]:
     """The network cvkit builds for `workload`, and its task."""
     cfg = cvkit_config(*workload.overrides)
     task = cfg.task._target_.rsplit(".", 1)[-1].removesuffix("Task").lower()
-    build = {"classification": classification_network, "segmentation": segmentation_network}.get(
-        task, detection_network
-    )
     backbone, options = (OmegaConf.to_container(cfg[key], resolve=True) for key in ("backbone", "task"))
     height, width = workload.batch[1:]
     size = height if height == width else [height, width]
-    return build(backbone, options.get("model", {}), workload.classes, size, False), task
+    return build_network(task, backbone, options.get("model", {}), workload.classes, size, False), task
 
 
 def step_functions(net: nn.Module, task: str, workload: Workload, channels_last: bool) -> dict[str, Callable]:
