@@ -33,13 +33,14 @@ class Freezing:
     def from_config(cls, backbone: Mapping[str, Any], max_epochs: int) -> Freezing:
         """The Freezing of a backbone config (its :data:`FREEZE_KEYS`; absent ones at their defaults), checked
         against a run of `max_epochs`."""
-        given = {key: backbone[key] for key in FREEZE_KEYS if backbone.get(key) is not None}
+        fields = dict(zip(FREEZE_KEYS, ("always", "epochs", "stages", "unfreeze_lr_start", "unfreeze_warmup_epochs")))
+        # Each given value as the type of its field's default (the defaults are the dataclass's alone).
         freezing = cls(
-            always=bool(given.get("freeze", False)),
-            epochs=int(given.get("freeze_epochs", 0)),
-            stages=int(given.get("freeze_stages", 0)),
-            unfreeze_lr_start=float(given.get("unfreeze_lr_start", 0.1)),
-            unfreeze_warmup_epochs=float(given.get("unfreeze_warmup_epochs", 1.0)),
+            **{
+                field: type(getattr(cls, field))(backbone[key])
+                for key, field in fields.items()
+                if backbone.get(key) is not None
+            }
         )
         freezing.check(max_epochs)
         return freezing
