@@ -1,5 +1,5 @@
-"""``cvkit-data``: check a detection or instance segmentation dataset before training, or convert it between
-COCO, VOC and YOLO.
+"""``cvkit-data``: check a detection or instance segmentation dataset before training, convert it between
+COCO, VOC and YOLO, or write any task's dataset as shards for ``data=streaming`` (docs/streaming.md).
 
 The dataset is named with the overrides a training run takes (``data=voc data.root=...``), composed from the
 same configs and read by the same data module, so that what is checked is what training will read::
@@ -7,6 +7,7 @@ same configs and read by the same data module, so that what is checked is what t
     cvkit-data check data=voc data.root=../shared/data/BCCD --json bccd_report.json
     cvkit-data convert data=voc data.root=../shared/data/BCCD --to yolo --out bccd_yolo
     cvkit-data convert data=yolo_seg data.dataset=cells/data.yaml --to coco --out cells_coco
+    cvkit-data convert data=imagefolder data.root=../shared/data/bccd_cells --to shards --out cells_shards
 
 ``check`` exits with 0 when it finds no problem and 1 when it does; bad input (a config error, a missing
 folder) exits with 2, as the other commands do. More in docs/detection.md.
@@ -37,17 +38,21 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     check.add_argument("--json", type=Path, help="also write the report to this JSON file")
     check.add_argument("--workers", type=int, default=4, help="threads decoding images (default 4)")
     convert = commands.add_parser("convert", help="write the dataset in another layout, images included")
-    convert.add_argument("--to", required=True, choices=["coco", "voc", "yolo"], help="the layout to write")
+    convert.add_argument(
+        "--to", required=True, choices=["coco", "voc", "yolo", "shards"], help="the layout to write (shards: any task)"
+    )
     convert.add_argument("--out", required=True, type=Path, help="a new folder to write it in")
     convert.add_argument("--symlink", action="store_true", help="link the images instead of copying them")
+    convert.add_argument("--workers", type=int, default=4, help="shards: processes writing them (default 4)")
+    convert.add_argument("--chunk-bytes", default="64MB", help="shards: the size of each chunk file (default 64MB)")
     for command in (check, convert):
         command.add_argument("overrides", nargs="*", help="the data config, as for cvkit-train: data=voc data.root=…")
     return parser.parse_args(argv)
 
 
-def load_datamodule(overrides: list[str]) -> Any:
-    """The set-up detection (or instance segmentation) data module that ``cvkit-train`` would train on with
-    `overrides`."""
+def load_datamodule(overrides: list[str], any_task: bool = False) -> Any:
+    """The set-up data module that ``cvkit-train`` would train on with `overrides`: a detection (or instance
+    segmentation) one unless `any_task`."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import MissingMandatoryValue
@@ -64,7 +69,7 @@ def load_datamodule(overrides: list[str]) -> Any:
         raise CvkitError(f"{err.full_key} has no value: set it, e.g. {err.full_key}=...") from err
     except HydraException as err:
         raise CvkitError(f"the overrides {overrides} do not compose: {err}") from err
-    if not isinstance(datamodule, DetectionDataModule):
+    if not any_task and not isinstance(datamodule, DetectionDataModule):
         instances = data_configs_for(InstanceSegmentationDataModule)
         boxes = [name for name in data_configs_for(DetectionDataModule) if name not in instances]
         raise CvkitError(
@@ -117,7 +122,8 @@ def print_report(report: Any) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    datamodule = load_datamodule(arguments.overrides)
+    to_shards = arguments.command == "convert" and arguments.to == "shards"
+    datamodule = load_datamodule(arguments.overrides, any_task=to_shards)
     if arguments.command == "check":
         from cvkit.console import write_json
         from cvkit.data.detection.check import check_dataset
@@ -127,6 +133,19 @@ def run(arguments: argparse.Namespace) -> int:
         if arguments.json:
             write_json(arguments.json, report.as_dict())
         return 0 if report.ok else 1
+    if arguments.to == "shards":
+        from cvkit.data.streaming.convert import convert_to_shards
+
+        counts = convert_to_shards(datamodule, arguments.out, arguments.workers, arguments.chunk_bytes)
+        written = ", ".join(f"{split} {count}" for split, count in counts.items())
+        log.info(
+            "wrote %s as shards at %s (samples: %s): train from them with data=streaming data.root=%s",
+            datamodule.describe(),
+            arguments.out,
+            written,
+            arguments.out,
+        )
+        return 0
     from cvkit.data.detection.convert import convert
 
     for note in convert(datamodule, arguments.to, arguments.out, arguments.symlink):

@@ -34,6 +34,10 @@ PUBLIC = {
     "SegmentationDataModule": "cvkit.data.segmentation.module",
     "SegmentationRecord": "cvkit.data.segmentation.module",
     "VOCSegmentationDataModule": "cvkit.data.segmentation.voc",
+    "StreamingClassificationDataModule": "cvkit.data.streaming.module",
+    "StreamingDetectionDataModule": "cvkit.data.streaming.module",
+    "StreamingInstanceDataModule": "cvkit.data.streaming.module",
+    "StreamingSegmentationDataModule": "cvkit.data.streaming.module",
 }
 __all__ = sorted(PUBLIC)
 

@@ -13,6 +13,7 @@ import math
 import os
 import warnings
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -34,15 +35,23 @@ REDUCED_JPEG = (
 )
 
 
+@runtime_checkable
+class StoredBytes(Protocol):
+    """An encoded image kept somewhere other than in a file of its own (a shard: :mod:`cvkit.data.streaming`);
+    ``str()`` names it in messages."""
+
+    def read_bytes(self) -> bytes: ...
+
+
 class CorruptImageError(CvkitError):
     """An image file that cannot be decoded: :attr:`path`, and :attr:`reason` (the decoder's words)."""
 
-    def __init__(self, path: Path | str, reason: str) -> None:
+    def __init__(self, path: Path | str | StoredBytes, reason: str) -> None:
         super().__init__(
             f"cannot read image {path}: {reason}. Remove or replace the file, or set data.strict=false "
             "to skip unreadable images with a warning."
         )
-        self.path = Path(path)
+        self.path = Path(str(path))
         self.reason = reason
 
 
@@ -57,15 +66,15 @@ def stored_size(path: Path | str) -> tuple[int, int]:
         return image.size
 
 
-def read_rgb(path: Path | str, min_side: int | None = None) -> np.ndarray:
-    """Decode an image file to an HxWx3 uint8 RGB array; raises CorruptImageError if it cannot.
+def read_rgb(path: Path | str | StoredBytes, min_side: int | None = None) -> np.ndarray:
+    """Decode an image file (or `path`'s stored bytes) to an HxWx3 uint8 RGB array; raises CorruptImageError if
+    it cannot.
 
     With `min_side`, a JPEG whose shorter side is at least twice `min_side` is decoded at the smallest of
     1/2, 1/4 or 1/8 scale that keeps its shorter side at least `min_side` pixels (other files at full size).
     """
     try:
-        with open(path, "rb") as file:
-            data = file.read()
+        data = path.read_bytes() if isinstance(path, StoredBytes) else Path(path).read_bytes()
     except OSError as err:
         raise CorruptImageError(path, str(err) or type(err).__name__) from err
     if looks_complete(data[:8], data[-8:]):
@@ -103,7 +112,7 @@ def reduction(data: bytes, min_side: int | None) -> int:
     return next((flag for scale, flag in REDUCED_JPEG if shorter // scale >= min_side), 0)
 
 
-def read_with_pil(path: Path | str, data: bytes, min_side: int | None) -> np.ndarray:
+def read_with_pil(path: Path | str | StoredBytes, data: bytes, min_side: int | None) -> np.ndarray:
     """Decode `data` (the bytes of `path`) with PIL: any format it reads, and an error that names the fault."""
     try:
         with warnings.catch_warnings():

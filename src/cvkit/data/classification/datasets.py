@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from cvkit.data.batches import Batch, Unreadable, read_or_skip, split_unreadable
-from cvkit.data.images import read_rgb
+from cvkit.data.images import StoredBytes, read_rgb
 from cvkit.data.transforms import seed_pipeline
 
 
@@ -50,10 +50,11 @@ class ArrayImages:
 
 
 class FileImages:
-    """Images read from files on every access (RGB; grayscale and palette files are converted); with
+    """Images read from files (or their bytes kept in shards) on every access (RGB; grayscale and palette files
+    are converted); with
     `min_side`, large JPEGs are decoded at reduced size (:func:`~cvkit.data.images.read_rgb`)."""
 
-    def __init__(self, paths: Sequence[Path], min_side: int | None = None) -> None:
+    def __init__(self, paths: Sequence[Path | StoredBytes], min_side: int | None = None) -> None:
         self.paths = list(paths)
         self.min_side = min_side
 

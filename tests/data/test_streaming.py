@@ -1,0 +1,230 @@
+"""Training from shards (data=streaming): ``cvkit-data convert --to shards`` writes the real data sets as
+LitData shards, and a run from them is the run from the source files: the same samples, annotations, batches,
+metrics and weights, the same exact resume after kill -9, each DDP rank its own share. Bad shards are named
+in one line."""
+
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cvkit.builders import build_datamodule
+from cvkit.train import train
+from tests.helpers.callbacks import RecordShard, SignalAtStep, plug
+from tests.helpers.checkpoints import assert_same_weights, final_checkpoint
+from tests.helpers.cli import assert_exit, run_cli
+from tests.helpers.configs import compose_train
+from tests.helpers.presets import (
+    DDP_CPU,
+    RESUMABLE_DIGITS,
+    short_segmentation,
+    tiny_detection,
+    tiny_folder_classification,
+)
+
+
+def convert(out: Path, *data: str) -> Path:
+    """`data` (overrides naming a data set) written as shards at `out` by the command a user runs."""
+    assert_exit(run_cli("cvkit-data", "convert", *data, "--to", "shards", "--out", str(out), "--workers", "2"), 0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cell_shards(bccd_cells: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return convert(tmp_path_factory.mktemp("cells") / "shards", "data=imagefolder", f"data.root={bccd_cells}")
+
+
+@pytest.fixture(scope="module")
+def voc_shards(bccd_voc: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return convert(tmp_path_factory.mktemp("bccd") / "shards", "data=voc", f"data.root={bccd_voc}")
+
+
+@pytest.fixture(scope="module")
+def camvid_shards(camvid: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return convert(tmp_path_factory.mktemp("camvid") / "shards", "data=camvid", f"data.root={camvid}")
+
+
+@pytest.fixture(scope="module")
+def digit_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return convert(tmp_path_factory.mktemp("digits") / "shards", "data=digits")
+
+
+def streaming(shards: Path) -> list[str]:
+    return ["data=streaming", f"data.root={shards}"]
+
+
+def set_up(tmp_path: Path, *overrides: str):
+    datamodule = build_datamodule(compose_train(tmp_path, *overrides))
+    datamodule.setup("fit")
+    return datamodule
+
+
+def test_the_shards_hold_every_sample_and_label_of_the_source(cell_shards: Path, bccd_cells: Path, tmp_path) -> None:
+    source = set_up(tmp_path, "data=imagefolder", f"data.root={bccd_cells}", "data.image_size=32")
+    shards = set_up(tmp_path, *streaming(cell_shards), "data.image_size=32")
+    assert shards.split_sizes() == source.split_sizes() == {"train": 2804, "val": 1137, "test": 945}
+    assert shards.class_names == source.class_names == ["Platelets", "RBC", "WBC"]
+    for split in ("train", "val", "test"):
+        assert np.array_equal(shards.splits[split].labels, source.splits[split].labels)
+    for split, index in (("train", 0), ("val", 500), ("test", 944)):  # the same pixels, decoded from the shards
+        assert np.array_equal(shards.splits[split].images[index], source.splits[split].images[index])
+
+
+def test_detection_shards_keep_every_box_and_the_coco_ground_truth(voc_shards: Path, bccd_voc: Path, tmp_path) -> None:
+    source = set_up(tmp_path, "task=detection", "data=voc", f"data.root={bccd_voc}")
+    shards = set_up(tmp_path, "task=detection", *streaming(voc_shards))
+    assert shards.split_sizes() == source.split_sizes() == {"train": 205, "val": 87, "test": 72}
+    for split in ("train", "val", "test"):
+        assert shards.ground_truth(split) == source.ground_truth(split)
+
+
+def test_segmentation_shards_keep_every_mask_and_the_ignore_value(camvid_shards: Path, camvid: Path, tmp_path) -> None:
+    source = set_up(tmp_path, "task=segmentation", "data=camvid", f"data.root={camvid}")
+    shards = set_up(tmp_path, "task=segmentation", *streaming(camvid_shards))
+    assert shards.split_sizes() == source.split_sizes() == {"train": 367, "val": 101}
+    assert (shards.class_names, shards.ignore_index) == (source.class_names, 11)
+    assert np.array_equal(shards.class_pixel_counts("val"), source.class_pixel_counts("val"))
+
+
+def train_both(tmp_path: Path, source: list[str], shards: list[str]) -> tuple[dict, dict]:
+    """The metrics and final weights of the same run from the source files and from the shards."""
+    runs = []
+    for name, data in (("files", source), ("shards", shards)):
+        metrics, _ = train(compose_train(tmp_path / name, *data, "logger=none", "test_after_fit=false"))
+        runs.append((metrics, final_checkpoint(tmp_path / name)["state_dict"]))
+    (metrics_files, weights_files), (metrics_shards, weights_shards) = runs
+    assert_same_weights(weights_files, weights_shards)
+    return metrics_files, metrics_shards
+
+
+def test_a_classification_run_from_shards_is_the_run_from_the_files(cell_shards, bccd_cells, tmp_path) -> None:
+    run = [*tiny_folder_classification(bccd_cells), "trainer.limit_train_batches=3", "data.num_workers=2"]
+    files, shards = train_both(tmp_path, run, [*run, *streaming(cell_shards)])
+    assert {key: value for key, value in shards.items() if key.startswith("val/")} == {
+        key: value for key, value in files.items() if key.startswith("val/")
+    }
+
+
+def test_a_detection_run_from_shards_is_the_run_from_the_files(voc_shards: Path, bccd_voc: Path, tmp_path) -> None:
+    run = [*tiny_detection(bccd_voc), "trainer.limit_train_batches=2", "trainer.limit_val_batches=2"]
+    files, shards = train_both(tmp_path, run, [*run, *streaming(voc_shards)])
+    assert shards["val/map_50"] == files["val/map_50"] and shards["val/loss"] == files["val/loss"]
+
+
+def test_a_segmentation_run_from_shards_is_the_run_from_the_files(camvid_shards, camvid: Path, tmp_path) -> None:
+    run = [*short_segmentation(camvid), "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]
+    files, shards = train_both(tmp_path, run, [*run, *streaming(camvid_shards)])
+    assert shards["val/miou"] == files["val/miou"] and shards["val/loss"] == files["val/loss"]
+
+
+# Digits from shards with digits' own pipelines: the fault tests' run (2 epochs of 6 steps, 2 loader workers).
+DIGITS_PIPELINES = [
+    "data.mean=[0.5,0.5,0.5]",
+    "data.std=[0.5,0.5,0.5]",
+    "data.train_transforms=[{_target_: albumentations.Resize, height: 16, width: 16}]",
+    "data.eval_transforms=[{_target_: albumentations.Resize, height: 16, width: 16}]",
+]
+
+
+def train_digits(run_dir: Path, shards: Path, *overrides: str):
+    return run_cli(
+        "cvkit-train", *RESUMABLE_DIGITS, *streaming(shards), *DIGITS_PIPELINES, *overrides, f"hydra.run.dir={run_dir}"
+    )
+
+
+@pytest.mark.parametrize("fault", ["SIGKILL", "SIGTERM"])
+def test_a_run_from_shards_killed_mid_epoch_resumes_to_the_straight_runs_weights(digit_shards, tmp_path, fault):
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    assert_exit(train_digits(straight, digit_shards), 0)
+    every = "callbacks.checkpoints.every_n_train_steps=2"
+    stopped = train_digits(cut, digit_shards, every, *plug(SignalAtStep, "fault", signal_name=fault, step=9))
+    killed = -signal.SIGKILL if fault == "SIGKILL" else 128 + signal.SIGTERM
+    assert stopped.returncode == killed, stopped.stdout[-2000:]
+    assert_exit(train_digits(cut, digit_shards, every, "resume=true"), 0)  # from step 8 (kill) or 9 (SIGTERM's save)
+    assert final_checkpoint(cut)["global_step"] == 12
+    assert_same_weights(final_checkpoint(straight)["state_dict"], final_checkpoint(cut)["state_dict"])
+
+
+def test_two_ddp_ranks_read_their_own_shares_of_the_shards(digit_shards: Path, tmp_path: Path) -> None:
+    run = [*DDP_CPU, *streaming(digit_shards), *DIGITS_PIPELINES, "data.num_workers=0", "trainer.max_epochs=1"]
+    result = run_cli(
+        "cvkit-train",
+        *run,
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=2",
+        "logger=none",
+        *plug(RecordShard, "shard"),
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert_exit(result, 0)
+    shares = [json.loads((tmp_path / f"shard_rank{rank}.json").read_text()) for rank in (0, 1)]
+    # 1437 samples, padded by wrap-around to 2 x 719 (as DistributedSampler does): one sample read twice.
+    assert len(shares[0]) == len(shares[1]) == 719
+    assert len(set(shares[0]) | set(shares[1])) == 1437 and len(set(shares[0]) & set(shares[1])) == 1
+
+
+def cut_copy(shards: Path, tmp_path: Path) -> Path:
+    """A copy of the digit shards to break."""
+    import shutil
+
+    return Path(shutil.copytree(shards, tmp_path / "broken"))
+
+
+def chunk(shards: Path) -> Path:
+    return sorted((shards / "train").glob("*.bin"))[0]
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda shards: chunk(shards).unlink(), "is missing: copy it again"),
+        (lambda shards: chunk(shards).write_bytes(chunk(shards).read_bytes()[:-100]), "it is cut short or changed"),
+        (
+            lambda shards: (shards / "train" / "index.json").write_text(
+                json.dumps({**json.loads((shards / "train" / "index.json").read_text()), "chunks": []})
+            ),
+            "the index does not match its shards",
+        ),
+        (lambda shards: (shards / "cvkit.json").unlink(), "holds no cvkit shards"),
+    ],
+    ids=["missing shard", "truncated shard", "index out of step", "no manifest"],
+)
+def test_bad_shards_are_named_in_one_line(digit_shards: Path, tmp_path: Path, damage, said: str) -> None:
+    broken = cut_copy(digit_shards, tmp_path)
+    damage(broken)
+    result = run_cli("cvkit-train", *streaming(broken), "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_exit(result, 2, said, clean=True)
+
+
+def test_shards_of_another_task_are_refused(digit_shards: Path, tmp_path: Path) -> None:
+    result = run_cli("cvkit-train", "task=detection", *streaming(digit_shards), f"hydra.run.dir={tmp_path}")
+    assert_exit(result, 2, "hold classification data, and this run is detection: run it with task=classification")
+
+
+def test_unreachable_object_storage_is_named_without_hanging(tmp_path: Path) -> None:
+    result = run_cli(
+        "cvkit-train",
+        "data=streaming",
+        "data.root=s3://cvkit-test/shards",
+        "data.storage_options={endpoint_url: 'http://127.0.0.1:9', aws_access_key_id: x, aws_secret_access_key: y}",
+        f"hydra.run.dir={tmp_path}",
+        timeout=120,
+    )
+    assert_exit(result, 2, "cannot read s3://cvkit-test/shards/cvkit.json", clean=True)
+
+
+def test_convert_continues_where_it_was_cut_short(digit_shards: Path, tmp_path: Path) -> None:
+    """A write cut short (its manifest not yet written) is finished by the same command, the finished splits
+    kept; finished shards are not overwritten."""
+    partial = cut_copy(digit_shards, tmp_path)
+    (partial / "cvkit.json").unlink()
+    kept = chunk(partial).stat().st_mtime_ns
+    convert(partial, "data=digits")
+    assert chunk(partial).stat().st_mtime_ns == kept
+    assert json.loads((partial / "cvkit.json").read_text()) | {"written": 0} == json.loads(
+        (digit_shards / "cvkit.json").read_text()
+    ) | {"written": 0}
+    again = run_cli("cvkit-data", "convert", "data=digits", "--to", "shards", "--out", str(partial))
+    assert_exit(again, 2, "already holds finished shards", clean=True)
