@@ -228,3 +228,58 @@ def test_convert_continues_where_it_was_cut_short(digit_shards: Path, tmp_path: 
     ) | {"written": 0}
     again = run_cli("cvkit-data", "convert", "data=digits", "--to", "shards", "--out", str(partial))
     assert_exit(again, 2, "already holds finished shards", clean=True)
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A local S3-compatible server (moto), its address and a client of it."""
+    boto3 = pytest.importorskip("boto3")
+    server_module = pytest.importorskip("moto.server", reason="moto[server] is in the dev extra")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    options = {"endpoint_url": f"http://{host}:{port}", "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    client = boto3.client("s3", region_name="us-east-1", **options)
+    client.create_bucket(Bucket="cvkit")
+    yield options, client
+    server.stop()
+
+
+def upload(client, shards: Path, prefix: str) -> str:
+    for path in shards.rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), "cvkit", f"{prefix}/{path.relative_to(shards)}")
+    return f"s3://cvkit/{prefix}"
+
+
+def remote(url: str, options: dict, cache: Path) -> list[str]:
+    settings = ", ".join(f"{key}: '{value}'" for key, value in options.items())
+    return ["data=streaming", f"data.root={url}", f"data.storage_options={{{settings}}}", f"data.cache_dir={cache}"]
+
+
+def test_a_run_from_shards_in_object_storage_is_the_run_from_local_shards(digit_shards, s3_server, tmp_path) -> None:
+    options, client = s3_server
+    url = upload(client, digit_shards, "digits")
+    run = [*RESUMABLE_DIGITS, *DIGITS_PIPELINES, "trainer.max_epochs=1"]
+    for name, data in (("local", streaming(digit_shards)), ("s3", remote(url, options, tmp_path / "cache"))):
+        assert_exit(run_cli("cvkit-train", *run, *data, f"hydra.run.dir={tmp_path / name}"), 0)
+    assert_same_weights(
+        final_checkpoint(tmp_path / "local")["state_dict"], final_checkpoint(tmp_path / "s3")["state_dict"]
+    )
+    cached = sorted(path.name for path in (tmp_path / "cache").rglob("*.bin"))
+    assert cached == sorted(path.name for path in digit_shards.rglob("*.bin"))  # each chunk fetched once, kept
+
+
+def test_a_shard_cut_short_in_object_storage_is_named(digit_shards: Path, s3_server, tmp_path: Path) -> None:
+    options, client = s3_server
+    broken = cut_copy(digit_shards, tmp_path)
+    chunk(broken).write_bytes(chunk(broken).read_bytes()[:-100])
+    url = upload(client, broken, "cut")
+    result = run_cli(
+        "cvkit-train",
+        *remote(url, options, tmp_path / "cache"),
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert_exit(result, 2, f"shard {url}/train/{chunk(broken).name} has", "it is cut short or changed", clean=True)

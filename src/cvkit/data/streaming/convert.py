@@ -25,7 +25,7 @@ from cvkit.data.detection.module import DetectionDataModule, DetectionRecord
 from cvkit.data.instances.module import InstanceSegmentationDataModule
 from cvkit.data.segmentation.masks import read_mask
 from cvkit.data.segmentation.module import SegmentationDataModule, SegmentationRecord
-from cvkit.data.streaming.manifest import MANIFEST, write_manifest
+from cvkit.data.streaming.manifest import MANIFEST, require_litdata, write_manifest
 from cvkit.errors import CvkitError
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ def convert_to_shards(datamodule: BaseDataModule, out: Path, workers: int, chunk
     """Write the set-up `datamodule`'s splits as shards under `out` (``out/<split>/``, and ``out/cvkit.json``
     once every split is written); returns the samples of each split. A run cut short is continued by the same
     command: finished splits are kept, LitData's checkpoints continue the one in progress."""
+    require_litdata()
     task = task_of(datamodule)
     if (out / MANIFEST).exists():
         raise CvkitError(f"{out} already holds finished shards ({MANIFEST}): choose a new --out folder")

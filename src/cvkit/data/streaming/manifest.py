@@ -18,6 +18,16 @@ VERSION = 1
 S3_TRIES = 3  # each request to S3 (LitData's own client would retry 1000 times)
 
 
+def require_litdata() -> None:
+    """CvkitError saying how to install LitData, where it is not."""
+    try:
+        import litdata  # noqa: F401
+    except ImportError as err:
+        raise CvkitError(
+            "data=streaming and cvkit-data convert --to shards need LitData: pip install 'cvkit-lightning[streaming]'"
+        ) from err
+
+
 def is_remote(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
 
@@ -26,11 +36,11 @@ def split_url(root: str, split: str) -> str:
     return f"{root.rstrip('/')}/{split}"
 
 
-def read_manifest(root: str, cache_dir: str | None, storage_options: dict[str, Any]) -> dict[str, Any]:
+def read_manifest(root: str, storage_options: dict[str, Any]) -> dict[str, Any]:
     """The manifest of the shards at `root` (a folder or a URL), checked to be one cvkit wrote."""
     where = f"{root.rstrip('/')}/{MANIFEST}"
     if is_remote(root):
-        text = fetch_text(where, cache_dir, storage_options)
+        text = fetch_text(where, storage_options)
     else:
         path = Path(root.removeprefix("file://")) / MANIFEST
         if not path.is_file():
@@ -49,20 +59,34 @@ def read_manifest(root: str, cache_dir: str | None, storage_options: dict[str, A
     return manifest
 
 
-def fetch_text(url: str, cache_dir: str | None, storage_options: dict[str, Any]) -> str:
-    """The text of the object at `url`, fetched by LitData's downloader for its scheme (into memory: its
-    ``download_file`` would start obstore's runtime in this process, which forked loader workers inherit)."""
+def fetch_text(url: str, storage_options: dict[str, Any]) -> str:
+    """The text of the object at `url`."""
+    buffer = io.BytesIO()
+    fetch_into(url, buffer, storage_options)
+    return buffer.getvalue().decode()
+
+
+def download(url: str, path: Path, storage_options: dict[str, Any]) -> None:
+    """The object at `url` written to `path` whole or not at all."""
+    partial = path.with_name(f"{path.name}.partial")
+    with open(partial, "wb") as file:
+        fetch_into(url, file, storage_options)
+    partial.replace(path)
+
+
+def fetch_into(url: str, file: Any, storage_options: dict[str, Any]) -> None:
+    """Write the object at `url` into `file`, by LitData's downloader for its scheme (by its
+    ``download_fileobj``: its ``download_file`` would start obstore's runtime in this process, which forked
+    loader workers inherit), naming `url` in one line when it cannot."""
     from litdata.streaming.downloader import get_downloader
 
-    with tempfile.TemporaryDirectory(dir=cache_dir) as local:
-        text = io.BytesIO()
+    with tempfile.TemporaryDirectory() as unused:  # the downloader's cache folder, which this does not use
         try:
-            get_downloader(url.rsplit("/", 1)[0], local, [], dict(storage_options)).download_fileobj(url, text)
+            get_downloader(url.rsplit("/", 1)[0], unused, [], dict(storage_options)).download_fileobj(url, file)
         except Exception as err:  # each storage client raises its own kinds; the first line says what failed
             said = str(err).strip().splitlines()[0] if str(err).strip() else ""
             tries = f" ({S3_TRIES} tries)" if url.startswith("s3://") else ""
             raise CvkitError(f"cannot read {url}{tries}: {type(err).__name__}: {said}") from err
-    return text.getvalue().decode()
 
 
 def client_options(root: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from cvkit.data.classification.module import ClassificationDataModule, Split
 from cvkit.data.detection.module import DetectionDataModule, DetectionRecord
 from cvkit.data.instances.module import InstanceSegmentationDataModule
 from cvkit.data.segmentation.module import SegmentationDataModule, SegmentationRecord
-from cvkit.data.streaming.manifest import check_files, client_options, read_manifest, split_url
+from cvkit.data.streaming.manifest import check_files, client_options, read_manifest, require_litdata, split_url
 from cvkit.data.streaming.shards import ShardReader, StoredFile, StoredMask
 from cvkit.errors import CvkitError
 
@@ -23,9 +23,10 @@ class Shards:
     manifest, checked, and a reader per split."""
 
     def __init__(self, root: str, task: str, cache_dir: str | None, storage_options: dict[str, Any]) -> None:
+        require_litdata()
         self.root = str(root)
         storage_options = client_options(self.root, storage_options)
-        self.manifest = read_manifest(self.root, cache_dir, storage_options)
+        self.manifest = read_manifest(self.root, storage_options)
         if self.manifest["task"] != task:
             raise CvkitError(
                 f"the shards at {self.root} hold {self.manifest['task']} data, and this run is {task}: "
@@ -34,7 +35,9 @@ class Shards:
         self.readers = {}
         for split, content in self.manifest["splits"].items():
             check_files(self.root, split, content["files"])
-            self.readers[split] = ShardReader(split_url(self.root, split), cache_dir, dict(storage_options))
+            url = split_url(self.root, split)
+            written = self.manifest["written"]
+            self.readers[split] = ShardReader(url, cache_dir, dict(storage_options), content["files"], written)
 
     @property
     def class_names(self) -> list[str]:

@@ -1,26 +1,36 @@
-"""Reading the samples of shards that LitData's ``optimize()`` wrote (``cvkit-data shards``), by their index.
+"""Reading the samples of shards that LitData's ``optimize()`` wrote (``cvkit-data convert --to shards``), by
+their index.
 
 A split's samples are read through LitData's ``StreamingDataset`` one at a time, in the order cvkit's own
 :class:`~cvkit.data.samplers.EpochSampler` draws them, rather than by LitData's loader and its shuffling: so a
 run from shards has the batches, augmentations and mid-epoch resume of a run from the source files (the
-sampler's position is in every checkpoint), and every rank its own share, with no sample dropped or read
-twice. From local disk (or a shared filesystem) a sample is a read at an offset of its chunk file; from
-object storage (``s3://``, ``gs://``, ...) LitData fetches only that sample's bytes (a ranged GET), so nothing
-is cached on the node and no chunk is fetched whole.
+sampler's position is in every checkpoint), and every rank its own share. From local disk (or a shared
+filesystem) a sample is a read at an offset of its chunk file. From object storage (``s3://``, ``gs://``, ...)
+each chunk is fetched whole the first time one of its samples is read, into a cache folder on the node that
+every process of the node shares (a file lock: one download per chunk), and read there from then on.
+LitData's own sample-by-sample path for remote shards (``on_demand_bytes``) is not used: in 0.2.76 it reads
+an item table that its writer leaves empty (every sample comes back empty; seen against a local S3 server).
 """
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import io
+import json
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from cvkit.data.images import DECODE_ERRORS, CorruptImageError
+from cvkit.data.streaming.manifest import download, is_remote
 from cvkit.errors import CvkitError
+
+DEFAULT_CACHE = Path.home() / ".cache" / "cvkit" / "shards"
 
 
 @dataclass(eq=False)  # one reader per split, hashed by identity (the files of its samples are hashable)
@@ -31,6 +41,8 @@ class ShardReader:
     url: str
     cache_dir: str | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # the bytes of each chunk file, as written
+    written: str = ""  # when: shards written again at the same URL get a cache folder of their own
 
     def __post_init__(self) -> None:
         self._dataset: Any = None
@@ -38,7 +50,8 @@ class ShardReader:
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "cache_dir": self.cache_dir, "storage_options": self.storage_options}
+        names = ("url", "cache_dir", "storage_options", "sizes", "written")
+        return {name: getattr(self, name) for name in names}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -50,7 +63,7 @@ class ShardReader:
         with self._lock:
             if self._last is not None and self._last[0] == index:
                 return self._last[1]
-            sample = self.dataset()[index]
+            sample = self.read(index)
             if sample.get("index") != index:
                 raise CvkitError(
                     f"shards at {self.url}: position {index} holds sample {sample.get('index')}: the shards and "
@@ -63,10 +76,46 @@ class ShardReader:
         if self._dataset is None:
             from litdata import StreamingDataset
 
-            self._dataset = StreamingDataset(
-                self.url, cache_dir=self.cache_dir, storage_options=dict(self.storage_options)
-            )
+            self._dataset = StreamingDataset(str(self.local_copy()) if is_remote(self.url) else self.url)
         return self._dataset
+
+    def local_copy(self) -> Path:
+        """The node's cache folder of remote shards: LitData's index, then each chunk once it is needed."""
+        key = hashlib.sha256(f"{self.url} {self.written}".encode()).hexdigest()[:16]
+        folder = Path(self.cache_dir or DEFAULT_CACHE) / key
+        self.fetch(folder / "index.json")
+        chunks = json.loads((folder / "index.json").read_text())["chunks"]
+        self._chunk_names = [chunk["filename"] for chunk in chunks]
+        self._chunk_starts = [0]
+        for chunk in chunks:
+            self._chunk_starts.append(self._chunk_starts[-1] + chunk["chunk_size"])
+        self._folder = folder
+        return folder
+
+    def fetch(self, path: Path) -> None:
+        """Download the object of `path`'s name into `path`, unless there already (one process of the node
+        downloads it; the others wait for it)."""
+        if path.exists():
+            return
+        from filelock import FileLock
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"{self.url}/{path.name}"
+        with FileLock(f"{path}.lock"):
+            if not path.exists():
+                download(url, path, dict(self.storage_options))
+                if path.name in self.sizes and (size := path.stat().st_size) != self.sizes[path.name]:
+                    path.unlink()
+                    raise CvkitError(
+                        f"shard {url} has {size} bytes, {self.sizes[path.name]} were written: it is cut short or "
+                        "changed; upload it again"
+                    )
+
+    def read(self, index: int) -> dict[str, Any]:
+        dataset = self.dataset()
+        if is_remote(self.url):
+            self.fetch(self._folder / self._chunk_names[bisect.bisect_right(self._chunk_starts, index) - 1])
+        return dataset[index]
 
 
 @dataclass(frozen=True)
