@@ -47,7 +47,8 @@ def imported_top_level(folder: str) -> set[str]:
 
 def test_every_package_cvkit_imports_is_declared() -> None:
     declared = {canonicalize_name(requirement.name) for requirement in DEPENDENCIES}
-    declared |= {canonicalize_name(r.name) for extra in ("trackers", "sweep", "slurm", "detr", "streaming") for r in EXTRAS[extra]}
+    extras = ("trackers", "sweep", "slurm", "detr", "streaming")
+    declared |= {canonicalize_name(r.name) for extra in extras for r in EXTRAS[extra]}
     distributions = packages_distributions()
     # lightning_fabric ships inside the pytorch-lightning wheel (its own distribution is another project).
     shipped_with = {"lightning_fabric": "pytorch-lightning"}
