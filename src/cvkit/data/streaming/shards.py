@@ -8,8 +8,9 @@ sampler's position is in every checkpoint), and every rank its own share. From l
 filesystem) a sample is a read at an offset of its chunk file. From object storage (``s3://``, ``gs://``, ...)
 each chunk is fetched whole the first time one of its samples is read, into a cache folder on the node that
 every process of the node shares (a file lock: one download per chunk), and read there from then on.
-LitData's own sample-by-sample path for remote shards (``on_demand_bytes``) is not used: in 0.2.76 it reads
-an item table that its writer leaves empty (every sample comes back empty; seen against a local S3 server).
+(LitData's own sample-by-sample path for remote shards, ``on_demand_bytes``, would fetch every sample again each
+epoch; and for samples of raw ``bytes``, which 0.2.76 writes as Arrow record batches, it returns them empty: seen
+against a local S3 server.)
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ class ShardReader:
         if self._dataset is None:
             from litdata import StreamingDataset
 
-            self._dataset = StreamingDataset(str(self.local_copy()) if is_remote(self.url) else self.url)
+            folder = str(self.local_copy()) if is_remote(self.url) else self.url
+            # batch_decode: LitData would otherwise decode the samples around each one asked for
+            self._dataset = StreamingDataset(folder, batch_decode=False)
         return self._dataset
 
     def local_copy(self) -> Path:
@@ -129,7 +132,7 @@ class StoredFile:
     name: str
 
     def read_bytes(self) -> bytes:
-        return self.reader.sample(self.index)[self.key]
+        return self.reader.sample(self.index)[self.key].tobytes()
 
     def __str__(self) -> str:
         return f"{self.name} (sample {self.index} of {self.reader.url})"
