@@ -55,7 +55,7 @@ RUN grep -i -E '^(torch|torchvision)==' constraints.txt > /tmp/torch.txt \
 COPY pyproject.toml README.md LICENSE ./
 COPY src/ src/
 COPY configs/ configs/
-RUN pip install --no-cache-dir --constraint constraints.txt ".[trackers,sweep,slurm,detr]" \
+RUN pip install --no-cache-dir --constraint constraints.txt ".[trackers,sweep,slurm,detr,streaming]" \
     && pip check \
     && python -c "import cvkit.train, torch, torchvision; \
         print('cvkit on torch', torch.__version__, 'CUDA', torch.version.cuda, 'torchvision', torchvision.__version__)" \

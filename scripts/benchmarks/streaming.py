@@ -7,8 +7,9 @@ Each rank is a fresh Python process, as each rank of a job is: it composes cvkit
 first batch counts from the process's start (interpreter, imports, listing the folder or reading the manifest,
 worker start-up) to its first batch; images/s is over the batches after the first, summed over the ranks.
 
-Cold: every file's pages dropped from the OS page cache first (``posix_fadvise(DONTNEED)``, no root needed), and for
-object storage an empty cache folder (every chunk fetched). Warm: the same run again at once.
+Each row is the median of ``--repeats`` runs. Cold: every file's pages dropped from the OS page cache first
+(``posix_fadvise(DONTNEED)``, no root needed), and for object storage an empty cache folder (every chunk fetched).
+Warm: the same run again at once.
 
     python scripts/benchmarks/streaming.py --root ../shared/data/bccd_cells --json docs/benchmarks_streaming.json
 """
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,6 +125,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20, help="batches each rank reads (default 20)")
     parser.add_argument("--workers", type=int, default=2, help="loader workers of each rank (default 2)")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3, help="cold-then-warm pairs of each row (default 3: medians)")
     parser.add_argument("--json", type=Path)
     arguments = parser.parse_args()
     if arguments.command == "rank":
@@ -147,7 +150,7 @@ def main() -> None:
     ]
     headers = ["data", "processes", "cache", "first batch (s)", "images/s"]
     print_table("Train loader from an image folder and from its shards", headers, table)
-    settings = {key: getattr(arguments, key) for key in ("size", "batch_size", "batches", "workers")}
+    settings = {key: getattr(arguments, key) for key in ("size", "batch_size", "batches", "workers", "repeats")}
     write_results(arguments.json, {"root": str(arguments.root), "settings": settings, "rows": rows})
 
 
@@ -183,13 +186,17 @@ def benchmark(arguments: argparse.Namespace, scratch: Path) -> list[dict[str, An
     try:
         for processes in arguments.processes:
             for source, (data, folder) in sources.items():
-                shutil.rmtree(cache, ignore_errors=True)
-                if folder.exists():
-                    drop_page_cache(folder)
-                for state in ("cold", "warm"):
-                    measured = run_ranks([*data, *common], processes, arguments.batches)
-                    rows.append({"source": source, "processes": processes, "cache": state, **measured})
-                    print(rows[-1], flush=True)
+                runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
+                for _ in range(arguments.repeats):
+                    shutil.rmtree(cache, ignore_errors=True)
+                    if folder.exists():
+                        drop_page_cache(folder)
+                    for state in runs:
+                        runs[state].append(run_ranks([*data, *common], processes, arguments.batches))
+                for state, measured in runs.items():
+                    median = {key: statistics.median(run[key] for run in measured) for key in measured[0]}
+                    rows.append({"source": source, "processes": processes, "cache": state, **median, "runs": measured})
+                    print({key: value for key, value in rows[-1].items() if key != "runs"}, flush=True)
     finally:
         server.stop()
     return rows
