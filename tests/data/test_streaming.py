@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from cvkit.builders import build_datamodule
 from cvkit.train import train
@@ -18,6 +19,7 @@ from tests.helpers.cli import assert_exit, run_cli
 from tests.helpers.configs import compose_train
 from tests.helpers.presets import (
     DDP_CPU,
+    RESUMABLE_DDP_DIGITS,
     RESUMABLE_DIGITS,
     short_segmentation,
     tiny_detection,
@@ -44,6 +46,22 @@ def voc_shards(bccd_voc: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def camvid_shards(camvid: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return convert(tmp_path_factory.mktemp("camvid") / "shards", "data=camvid", f"data.root={camvid}")
+
+
+def coco128_instances(coco128: Path) -> list[str]:
+    """coco128 as instance segmentation data, its 128 images as both splits."""
+    images, annotations = coco128 / "images" / "train2017", coco128 / "annotations" / "instances_train2017.json"
+    return [
+        "data=coco_instances",
+        *(f"data.{split}_images={images}" for split in ("train", "val")),
+        *(f"data.{split}_annotations={annotations}" for split in ("train", "val")),
+    ]
+
+
+@pytest.fixture(scope="module")
+def coco_shards(coco128: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("coco128") / "shards"
+    return convert(out, "task=instance_segmentation", *coco128_instances(coco128))
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +96,19 @@ def test_detection_shards_keep_every_box_and_the_coco_ground_truth(voc_shards: P
     assert shards.split_sizes() == source.split_sizes() == {"train": 205, "val": 87, "test": 72}
     for split in ("train", "val", "test"):
         assert shards.ground_truth(split) == source.ground_truth(split)
+
+
+def test_instance_shards_keep_every_region_crowd_and_category_id(coco_shards: Path, coco128: Path, tmp_path) -> None:
+    source = set_up(tmp_path, "task=instance_segmentation", *coco128_instances(coco128))
+    shards = set_up(tmp_path, "task=instance_segmentation", *streaming(coco_shards))
+    assert shards.split_sizes() == source.split_sizes() == {"train": 128, "val": 128}
+    truth = shards.ground_truth("val")
+    assert truth == source.ground_truth("val")
+    assert len(truth["annotations"]) == 939 and sum(a["iscrowd"] for a in truth["annotations"]) == 10
+    assert shards.label_to_category == source.label_to_category and max(shards.label_to_category) == 90
+    image, target = shards.make_dataset("train", train=False)[5]
+    reference_image, reference_target = source.make_dataset("train", train=False)[5]
+    assert torch.equal(image, reference_image) and torch.equal(target["masks"], reference_target["masks"])
 
 
 def test_segmentation_shards_keep_every_mask_and_the_ignore_value(camvid_shards: Path, camvid: Path, tmp_path) -> None:
@@ -145,6 +176,28 @@ def test_a_run_from_shards_killed_mid_epoch_resumes_to_the_straight_runs_weights
     assert_exit(train_digits(cut, digit_shards, every, "resume=true"), 0)  # from step 8 (kill) or 9 (SIGTERM's save)
     assert final_checkpoint(cut)["global_step"] == 12
     assert_same_weights(final_checkpoint(straight)["state_dict"], final_checkpoint(cut)["state_dict"])
+
+
+@pytest.mark.parametrize(("fault", "step", "resumed_from"), [("SIGTERM", 2, 3), ("SIGKILL", 3, 2)])
+def test_a_ddp_run_from_shards_stopped_mid_epoch_resumes_to_the_straight_runs_weights(
+    digit_shards: Path, tmp_path: Path, fault: str, step: int, resumed_from: int
+) -> None:
+    """2 gloo ranks, 2 epochs of 4 steps, saved every 2 steps: rank 0 gets `fault` at `step` (the other rank
+    ends with it), and the job resumed with resume=true ends with the straight job's weights."""
+
+    def train_ddp(run_dir: Path, *overrides: str):
+        run = [*RESUMABLE_DDP_DIGITS, *streaming(digit_shards), *DIGITS_PIPELINES, *overrides]
+        return run_cli("cvkit-train", *run, "callbacks.checkpoints.every_n_train_steps=2", f"hydra.run.dir={run_dir}")
+
+    straight, job = tmp_path / "straight", tmp_path / "job"
+    assert_exit(train_ddp(straight), 0)
+    stopped = train_ddp(job, *plug(SignalAtStep, "fault", signal_name=fault, step=step, rank=0))
+    assert stopped.returncode != 0
+    resumed = train_ddp(job, "resume=true")
+    assert_exit(resumed, 0, f"saved at optimizer step {resumed_from}")
+    reference, final = final_checkpoint(straight), final_checkpoint(job)
+    assert final["global_step"] == reference["global_step"] == 8
+    assert_same_weights(reference["state_dict"], final["state_dict"])
 
 
 def test_two_ddp_ranks_read_their_own_shares_of_the_shards(digit_shards: Path, tmp_path: Path) -> None:
