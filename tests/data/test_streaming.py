@@ -4,7 +4,11 @@ metrics and weights, the same exact resume after kill -9, each DDP rank its own 
 in one line."""
 
 import json
+import os
+import shutil
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +16,11 @@ import pytest
 import torch
 
 from cvkit.builders import build_datamodule
+from cvkit.data.streaming.shards import ShardReader
 from cvkit.train import train
 from tests.helpers.callbacks import RecordShard, SignalAtStep, plug
 from tests.helpers.checkpoints import assert_same_weights, final_checkpoint
-from tests.helpers.cli import assert_exit, run_cli
+from tests.helpers.cli import assert_exit, cli_env, console_script, run_cli
 from tests.helpers.configs import compose_train
 from tests.helpers.presets import (
     DDP_CPU,
@@ -220,8 +225,6 @@ def test_two_ddp_ranks_read_their_own_shares_of_the_shards(digit_shards: Path, t
 
 def cut_copy(shards: Path, tmp_path: Path) -> Path:
     """A copy of the digit shards to break."""
-    import shutil
-
     return Path(shutil.copytree(shards, tmp_path / "broken"))
 
 
@@ -268,19 +271,27 @@ def test_unreachable_object_storage_is_named_without_hanging(tmp_path: Path) -> 
     assert_exit(result, 2, "cannot read s3://cvkit-test/shards/cvkit.json", clean=True)
 
 
-def test_convert_continues_where_it_was_cut_short(digit_shards: Path, tmp_path: Path) -> None:
-    """A write cut short (its manifest not yet written) is finished by the same command, the finished splits
-    kept; finished shards are not overwritten."""
-    partial = cut_copy(digit_shards, tmp_path)
-    (partial / "cvkit.json").unlink()
-    kept = chunk(partial).stat().st_mtime_ns
-    convert(partial, "data=digits")
-    assert chunk(partial).stat().st_mtime_ns == kept
-    assert json.loads((partial / "cvkit.json").read_text()) | {"written": 0} == json.loads(
-        (digit_shards / "cvkit.json").read_text()
-    ) | {"written": 0}
-    again = run_cli("cvkit-data", "convert", "data=digits", "--to", "shards", "--out", str(partial))
-    assert_exit(again, 2, "already holds finished shards", clean=True)
+def test_a_conversion_killed_mid_split_is_finished_by_the_same_command(digit_shards: Path, tmp_path: Path) -> None:
+    """kill -9 while the train split is being written (small chunks, one writer); the same command then finishes
+    it from LitData's checkpoint: every sample in its place, the manifest the uninterrupted one's. Finished
+    shards are not written over."""
+    out = tmp_path / "shards"
+    command = [console_script("cvkit-data"), "convert", "data=digits", "--to", "shards", "--out", str(out)]
+    command += ["--workers", "1", "--chunk-bytes", "32KB"]
+    writing = subprocess.Popen(command, env=cli_env(), stdout=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list((out / "train").glob("*.bin"))) < 3 and writing.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(writing.pid, signal.SIGKILL)
+    writing.wait()
+    assert not (out / "cvkit.json").exists() and list((out / "train" / ".checkpoints").glob("checkpoint-*.json"))
+    assert_exit(run_cli("cvkit-data", *command[1:]), 0)
+    manifest, reference = (json.loads((folder / "cvkit.json").read_text()) for folder in (out, digit_shards))
+    for split in ("train", "val"):
+        assert manifest["splits"][split]["samples"] == reference["splits"][split]["samples"]
+        reader = ShardReader(str(out / split))
+        assert all(reader.sample(i)["index"] == i for i in range(len(manifest["splits"][split]["samples"])))
+    assert_exit(run_cli("cvkit-data", *command[1:]), 2, "already holds finished shards", clean=True)
 
 
 @pytest.fixture(scope="module")
