@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,12 +84,15 @@ def segmentation_sample(records: list[SegmentationRecord], index: int) -> dict[s
     return {"index": index, "image": stored(image), "mask": stored(png(mask))}
 
 
-def annotations(task: str, split: Any) -> list[dict[str, Any]]:
-    """What the manifest keeps of each sample of `split`: its name, and its label, or its image's boxes."""
-    if task == "classification":
-        return [{"name": split.images.describe(i), "label": int(label)} for i, label in enumerate(split.labels)]
-    if task == "segmentation":
-        return [{"name": str(record.image)} for record in split]
+def label_annotations(split: Split) -> list[dict[str, Any]]:
+    return [{"name": split.images.describe(i), "label": int(label)} for i, label in enumerate(split.labels)]
+
+
+def mask_annotations(records: list[SegmentationRecord]) -> list[dict[str, Any]]:
+    return [{"name": str(record.image)} for record in records]
+
+
+def box_annotations(records: list[DetectionRecord]) -> list[dict[str, Any]]:
     return [
         {
             "name": str(record.path),
@@ -103,15 +107,18 @@ def annotations(task: str, split: Any) -> list[dict[str, Any]]:
             "areas": np.asarray(record.areas).tolist(),
             "segmentations": record.segmentations,
         }
-        for record in split
+        for record in records
     ]
 
 
-SAMPLE_WRITERS = {
-    "classification": classification_sample,
-    "detection": detection_sample,
-    "instance_segmentation": detection_sample,
-    "segmentation": segmentation_sample,
+SampleWriter = Callable[[Any, int], dict[str, Any]]
+# Per task: what a shard's sample holds (written in LitData's workers), and what the manifest keeps of each sample
+# (its name, and its label, or its image's boxes and regions).
+WRITERS: dict[str, tuple[SampleWriter, Callable[[Any], list[dict[str, Any]]]]] = {
+    "classification": (classification_sample, label_annotations),
+    "detection": (detection_sample, box_annotations),
+    "instance_segmentation": (detection_sample, box_annotations),
+    "segmentation": (segmentation_sample, mask_annotations),
 }
 
 
@@ -125,11 +132,12 @@ def convert_to_shards(datamodule: BaseDataModule, out: Path, workers: int, chunk
         raise CvkitError(f"{out} already holds finished shards ({MANIFEST}): choose a new --out folder")
     out.mkdir(parents=True, exist_ok=True)
     splits: dict[str, Any] = {}
+    sample, annotations = WRITERS[task]
     for name in datamodule.split_sizes():
         split = datamodule.splits[name]
-        write_split(split, SAMPLE_WRITERS[task], out / name, workers, chunk_bytes)
+        write_split(split, sample, out / name, workers, chunk_bytes)
         files = {path.name: path.stat().st_size for path in sorted((out / name).glob("*.bin"))}
-        splits[name] = {"samples": annotations(task, split), "files": files}
+        splits[name] = {"samples": annotations(split), "files": files}
     manifest = {
         "task": task,
         "source": datamodule.describe(),
@@ -145,7 +153,7 @@ def convert_to_shards(datamodule: BaseDataModule, out: Path, workers: int, chunk
     return {name: len(split["samples"]) for name, split in splits.items()}
 
 
-def write_split(split: Any, writer: Any, folder: Path, workers: int, chunk_bytes: str) -> None:
+def write_split(split: Any, writer: SampleWriter, folder: Path, workers: int, chunk_bytes: str) -> None:
     """LitData's ``optimize()`` over the samples of `split`, in their order (the sample at position i is
     sample i), unless `folder` holds them all already."""
     from litdata import optimize
