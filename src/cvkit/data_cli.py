@@ -156,6 +156,7 @@ def run(arguments: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s")
+    logging.getLogger("litdata").setLevel(logging.WARNING)  # its cache-size notes are about reading, not writing
     try:
         sys.exit(run(parse_arguments(sys.argv[1:] if argv is None else argv)))
     except CvkitError as err:

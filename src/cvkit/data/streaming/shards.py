@@ -132,7 +132,7 @@ class StoredFile:
     name: str
 
     def read_bytes(self) -> bytes:
-        return self.reader.sample(self.index)[self.key].tobytes()
+        return bytes(self.reader.sample(self.index)[self.key])  # a uint8 array as written
 
     def __str__(self) -> str:
         return f"{self.name} (sample {self.index} of {self.reader.url})"
