@@ -63,7 +63,7 @@ def test_training_commands_list_the_training_groups_with_their_real_choices(comm
     assert tuple(groups) == TRAINING_GROUPS
     assert groups["data"].split(", ") == [
         *("camvid", "cifar10", "coco", "coco_instances", "coco_seg", "digits", "fashion_mnist", "imagefolder"),
-        *("masks", "mnist", "voc", "voc_seg", "yolo", "yolo_seg"),
+        *("masks", "mnist", "streaming", "voc", "voc_seg", "yolo", "yolo_seg"),
     ]
     assert groups["task"] == "classification, detection, instance_segmentation, segmentation"
 

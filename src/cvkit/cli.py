@@ -20,7 +20,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from cvkit.config import check_config_dirs, config_dirs, merge_overrides, validate
 from cvkit.distributed import job_scope, rank_overrides, use_job_command_for_ddp_children
-from cvkit.errors import CvkitError
+from cvkit.errors import CvkitError, message_of
 
 if TYPE_CHECKING:
     from cvkit.checkpoints import SavedRun
@@ -78,7 +78,7 @@ def _reporting_errors(job: Callable[[DictConfig], Any]) -> Callable[[DictConfig]
         try:
             return job(cfg)
         except CvkitError as err:
-            log.error("cvkit: %s", err)
+            log.error("cvkit: %s", message_of(err))
             sys.exit(err.exit_code)
         except MissingMandatoryValue as err:
             log.error("cvkit: %s has no value: set it on the command line, e.g. %s=...", err.full_key, err.full_key)
@@ -152,11 +152,16 @@ def _config_groups(config_name: str, user_dirs: Sequence[Path]) -> dict[str, lis
     with hydra.initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         choices = hydra.compose(config_name=config_name, return_hydra_config=True).hydra.runtime.choices
         cvkits = GlobalHydra.instance().config_loader().get_group_options
-        found = {group: set(cvkits(group)) for group in sorted(choices) if group.split("/")[0] != "hydra"}
+        found = {group: set(cvkits(group)) for group in sorted(choices) if not _internal_group(group)}
     for folder in user_dirs:  # Hydra searches a --config-dir's groups too
         for group, names in found.items():
             names.update(path.stem for path in folder.expanduser().glob(f"{group}/*.yaml"))
     return {group: sorted(name for name in names if not name.startswith("_")) for group, names in found.items()}
+
+
+def _internal_group(group: str) -> bool:
+    """Hydra's own groups, and ``data_for_task`` (which train.yaml picks by the data and the task: no user's choice)."""
+    return group.split("/")[0] == "hydra" or group.split("@")[0] == "data_for_task"
 
 
 @_reporting_errors
@@ -200,7 +205,7 @@ def _check_arguments() -> None:
 
 
 def _refuse(err: CvkitError) -> NoReturn:
-    print(f"cvkit: {err}", file=sys.stderr)
+    print(f"cvkit: {message_of(err)}", file=sys.stderr)
     sys.exit(err.exit_code)
 
 

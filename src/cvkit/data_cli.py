@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cvkit.errors import CvkitError
+from cvkit.errors import CvkitError, message_of
 
 log = logging.getLogger("cvkit")
 SHOWN_PER_PROBLEM = 10
@@ -60,6 +60,7 @@ def load_datamodule(overrides: list[str], any_task: bool = False) -> Any:
     from cvkit.builders import data_configs_for, instantiate_at
     from cvkit.data.detection import DetectionDataModule
     from cvkit.data.instances import InstanceSegmentationDataModule
+    from cvkit.data.streaming.module import StreamingFromShards
 
     try:
         with initialize_config_module(config_module="cvkit.configs", version_base="1.3"):
@@ -69,6 +70,11 @@ def load_datamodule(overrides: list[str], any_task: bool = False) -> Any:
         raise CvkitError(f"{err.full_key} has no value: set it, e.g. {err.full_key}=...") from err
     except HydraException as err:
         raise CvkitError(f"the overrides {overrides} do not compose: {err}") from err
+    if isinstance(datamodule, StreamingFromShards):
+        raise CvkitError(
+            f"cvkit-data reads the files a dataset was made of, and data=streaming ({datamodule.place.root}) is "
+            "shards: name the data they were written from (data=voc data.root=..., ...)"
+        )
     if not any_task and not isinstance(datamodule, DetectionDataModule):
         instances = data_configs_for(InstanceSegmentationDataModule)
         boxes = [name for name in data_configs_for(DetectionDataModule) if name not in instances]
@@ -160,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sys.exit(run(parse_arguments(sys.argv[1:] if argv is None else argv)))
     except CvkitError as err:
-        log.error("cvkit: %s", err)
+        log.error("cvkit: %s", message_of(err))
         sys.exit(err.exit_code)
 
 

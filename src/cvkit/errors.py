@@ -31,3 +31,14 @@ def few(names: Sequence[str], shown: int = 5) -> str:
     """`names` for a message: the first `shown` of them, and how many more there are."""
     more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
+
+
+def message_of(err: CvkitError) -> str:
+    """`err`'s message, for the one line the CLI prints. A DataLoader re-raises an error of one of its worker
+    processes with the worker's traceback in the message ("Caught CvkitError in DataLoader worker process 0.
+    Original Traceback ..."): of such a message, the original one, which the traceback's last line holds."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]  # "cvkit.errors.CvkitError: <the message>"
+    return last.split(": ", 1)[1] if ": " in last else last
