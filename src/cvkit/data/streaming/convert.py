@@ -1,14 +1,13 @@
 """Writing a dataset cvkit reads (any data module of any task) as shards: LitData's ``optimize()`` writes each
 split's encoded images (and masks) into chunk files, in parallel and with a progress bar, resumable when cut
 short; :mod:`~cvkit.data.streaming.manifest` records the annotations beside them. LitData is the format: it
-is Lightning's own, keeps its index in one JSON file, reads local folders and object storage alike, and
-fetches single samples from object storage, which cvkit's sampler needs (:mod:`~cvkit.data.streaming.shards`).
+is Lightning's own, keeps its index in one JSON file, reads local folders and object storage alike, and reads
+a sample by its index, which cvkit's sampler needs (:mod:`~cvkit.data.streaming.shards`).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from cvkit.data.detection.module import DetectionDataModule, DetectionRecord
 from cvkit.data.instances.module import InstanceSegmentationDataModule
 from cvkit.data.segmentation.masks import read_mask
 from cvkit.data.segmentation.module import SegmentationDataModule, SegmentationRecord
-from cvkit.data.streaming.manifest import MANIFEST, require_litdata, write_manifest
+from cvkit.data.streaming.manifest import MANIFEST, index_chunks, require_litdata, write_manifest
 from cvkit.errors import CvkitError
 
 log = logging.getLogger(__name__)
@@ -136,7 +135,8 @@ def convert_to_shards(datamodule: BaseDataModule, out: Path, workers: int, chunk
     for name in datamodule.split_sizes():
         split = datamodule.splits[name]
         write_split(split, sample, out / name, workers, chunk_bytes)
-        files = {path.name: path.stat().st_size for path in sorted((out / name).glob("*.bin"))}
+        names = [chunk["filename"] for chunk in index_chunks(out / name)]  # not a glob: a cut write may leave others
+        files = {file: (out / name / file).stat().st_size for file in names}
         splits[name] = {"samples": annotations(split), "files": files}
     manifest = {
         "task": task,
@@ -179,6 +179,6 @@ def write_split(split: Any, writer: SampleWriter, folder: Path, workers: int, ch
 def written_samples(folder: Path) -> int | None:
     """The samples LitData's index in `folder` lists (None: no finished index there)."""
     try:
-        return sum(chunk["chunk_size"] for chunk in json.loads((folder / "index.json").read_text())["chunks"])
+        return sum(chunk["chunk_size"] for chunk in index_chunks(folder))
     except (OSError, ValueError, KeyError, TypeError):
         return None

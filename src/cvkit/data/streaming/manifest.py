@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,13 @@ def require_litdata() -> None:
 
 
 def is_remote(url: str) -> bool:
-    return "://" in url and not url.startswith("file://")
+    return "://" in url
+
+
+def index_chunks(folder: Path) -> list[dict[str, Any]]:
+    """The chunks LitData's index in `folder` lists, in order: each with its ``filename`` and ``chunk_size``
+    (samples)."""
+    return json.loads((folder / "index.json").read_text())["chunks"]
 
 
 def split_url(root: str, split: str) -> str:
@@ -42,7 +50,7 @@ def read_manifest(root: str, storage_options: dict[str, Any]) -> dict[str, Any]:
     if is_remote(root):
         text = fetch_text(where, storage_options)
     else:
-        path = Path(root.removeprefix("file://")) / MANIFEST
+        path = Path(root) / MANIFEST
         if not path.is_file():
             found = "the folder does not exist" if not path.parent.is_dir() else f"it has no {MANIFEST}"
             raise CvkitError(
@@ -66,12 +74,20 @@ def fetch_text(url: str, storage_options: dict[str, Any]) -> str:
     return buffer.getvalue().decode()
 
 
-def download(url: str, path: Path, storage_options: dict[str, Any]) -> None:
-    """The object at `url` written to `path` whole or not at all."""
-    partial = path.with_name(f"{path.name}.partial")
-    with open(partial, "wb") as file:
-        fetch_into(url, file, storage_options)
-    partial.replace(path)
+def download(url: str, path: Path, storage_options: dict[str, Any], size: int | None = None) -> None:
+    """The object at `url` written to `path` whole or not at all; where its `size` is known, a download of another
+    size is refused naming `url` (and never appears at `path`)."""
+    partial = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as file:
+            fetch_into(url, file, storage_options)
+        if size is not None and (fetched := partial.stat().st_size) != size:
+            raise CvkitError(
+                f"shard {url} has {fetched} bytes, {size} were written: it is cut short or changed; upload it again"
+            )
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def fetch_into(url: str, file: Any, storage_options: dict[str, Any]) -> None:
@@ -113,20 +129,16 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
 
 def check_files(root: str, split: str, files: dict[str, int]) -> None:
     """On local disk: each shard file of `split` is there at the size it was written (`files`: name -> bytes),
-    and LitData's index lists the same files; named in one line where not."""
+    and LitData's index lists the same files; named in one line where not. (Remote shards are checked as each
+    chunk is fetched, and their index against `files` when it is: :mod:`~cvkit.data.streaming.cache`.)"""
     if is_remote(root):
-        return  # a missing or cut object is named when it is read
-    folder = Path(root.removeprefix("file://")) / split
-    index = folder / "index.json"
+        return
+    folder = Path(root) / split
     try:
-        listed = {chunk["filename"] for chunk in json.loads(index.read_text())["chunks"]}
+        listed = [chunk["filename"] for chunk in index_chunks(folder)]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CvkitError(f"shards at {folder}: cannot read LitData's index {index} ({err}): write them again") from err
-    if listed != set(files):
-        raise CvkitError(
-            f"shards at {folder}: {index.name} lists {len(listed)} files and {MANIFEST} {len(files)} "
-            f"({sorted(listed ^ set(files))[:3]} in one only): the index does not match its shards; write them again"
-        )
+        raise CvkitError(f"shards at {folder}: cannot read LitData's index.json ({err}): write them again") from err
+    check_index(str(folder), listed, files)
     for name, size in files.items():
         path = folder / name
         if not path.is_file():
@@ -135,3 +147,13 @@ def check_files(root: str, split: str, files: dict[str, int]) -> None:
             raise CvkitError(
                 f"shard {path} has {actual} bytes, {size} were written: it is cut short or changed; copy it again"
             )
+
+
+def check_index(where: str, listed: list[str], files: dict[str, int]) -> None:
+    """CvkitError unless LitData's index at `where` lists the chunk files of the manifest (`files`)."""
+    if set(listed) != set(files):
+        raise CvkitError(
+            f"shards at {where}: index.json lists {len(listed)} files and {MANIFEST} {len(files)} "
+            f"({sorted(set(listed) ^ set(files))[:3]} in one only): the index does not match its shards; "
+            "write them again"
+        )

@@ -4,6 +4,7 @@ from the shards' manifest: the pipelines, batches, sampler and mid-epoch resume 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,19 +14,31 @@ from cvkit.data.classification.module import ClassificationDataModule, Split
 from cvkit.data.detection.module import DetectionDataModule, DetectionRecord
 from cvkit.data.instances.module import InstanceSegmentationDataModule
 from cvkit.data.segmentation.module import SegmentationDataModule, SegmentationRecord
+from cvkit.data.streaming.cache import parse_bytes
 from cvkit.data.streaming.manifest import check_files, client_options, read_manifest, require_litdata, split_url
 from cvkit.data.streaming.shards import ShardReader, StoredFile, StoredMask
 from cvkit.errors import CvkitError
 
 
-class Shards:
-    """The shards at `root` (a folder, or a URL such as ``s3://bucket/prefix``) of a `task`'s dataset: its
-    manifest, checked, and a reader per split."""
+@dataclass
+class ShardPlace:
+    """Where shards are, and how a node reads them: ``data.root`` (a folder, or a URL such as
+    ``s3://bucket/prefix``), and for remote shards ``data.cache_dir``, ``data.cache_size`` (bytes) and
+    ``data.storage_options``."""
 
-    def __init__(self, root: str, task: str, cache_dir: str | None, storage_options: dict[str, Any]) -> None:
+    root: str
+    cache_dir: str | None = None
+    cache_size: int | None = None
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+class Shards:
+    """The shards of a `task`'s dataset at `place`: their manifest, checked, and a reader per split."""
+
+    def __init__(self, place: ShardPlace, task: str) -> None:
         require_litdata()
-        self.root = str(root)
-        storage_options = client_options(self.root, storage_options)
+        self.root = place.root.removeprefix("file://")  # a local folder given as a URL
+        storage_options = client_options(self.root, place.storage_options)
         self.manifest = read_manifest(self.root, storage_options)
         if self.manifest["task"] != task:
             raise CvkitError(
@@ -35,9 +48,14 @@ class Shards:
         self.readers = {}
         for split, content in self.manifest["splits"].items():
             check_files(self.root, split, content["files"])
-            url = split_url(self.root, split)
-            written = self.manifest["written"]
-            self.readers[split] = ShardReader(url, cache_dir, dict(storage_options), content["files"], written)
+            self.readers[split] = ShardReader(
+                split_url(self.root, split),
+                place.cache_dir,
+                storage_options,
+                sizes=content["files"],
+                written=self.manifest["written"],
+                cache_size=place.cache_size,
+            )
 
     @property
     def class_names(self) -> list[str]:
@@ -63,26 +81,32 @@ def stored_pair(reader: ShardReader, index: int, sample: dict[str, Any]) -> Segm
 
 
 class StreamingFromShards:
-    """What the streaming data modules of every task share: the knobs of the shards (``data.root``,
-    ``data.cache_dir``, ``data.storage_options``), opened on the first setup."""
+    """What the streaming data modules of every task share: the knobs of the shards' place (:class:`ShardPlace`),
+    the shards opened on the first setup."""
 
     task: str
 
     def __init__(
-        self, *, root: str, cache_dir: str | None = None, storage_options: dict[str, Any] | None = None, **knobs: Any
+        self,
+        *,
+        root: str,
+        cache_dir: str | None = None,
+        cache_size: int | str | None = None,
+        storage_options: dict[str, Any] | None = None,
+        **knobs: Any,
     ) -> None:
         super().__init__(**knobs)  # the task's data module
-        self.shard_settings = (str(root), cache_dir, dict(storage_options or {}))
+        size = parse_bytes(cache_size, "data.cache_size")
+        self.place = ShardPlace(str(root), cache_dir, size, dict(storage_options or {}))
         self.shards: Shards | None = None
 
     def loaded_shards(self) -> Shards:
         if self.shards is None:
-            root, cache_dir, storage_options = self.shard_settings
-            self.shards = Shards(root, self.task, cache_dir, storage_options)
+            self.shards = Shards(self.place, self.task)
         return self.shards
 
     def describe(self) -> str:
-        return self.shards.describe() if self.shards else f"shards at {self.shard_settings[0]}"
+        return self.shards.describe() if self.shards else f"shards at {self.place.root}"
 
 
 class StreamingClassificationDataModule(StreamingFromShards, ClassificationDataModule):

@@ -6,19 +6,16 @@ A split's samples are read through LitData's ``StreamingDataset`` one at a time,
 run from shards has the batches, augmentations and mid-epoch resume of a run from the source files (the
 sampler's position is in every checkpoint), and every rank its own share. From local disk (or a shared
 filesystem) a sample is a read at an offset of its chunk file. From object storage (``s3://``, ``gs://``, ...)
-each chunk is fetched whole the first time one of its samples is read, into a cache folder on the node that
-every process of the node shares (a file lock: one download per chunk), and read there from then on.
-(LitData's own sample-by-sample path for remote shards, ``on_demand_bytes``, would fetch every sample again each
-epoch; and for samples of raw ``bytes``, which 0.2.76 writes as Arrow record batches, it returns them empty: seen
-against a local S3 server.)
+each chunk is fetched whole into the node's cache the first time one of its samples is read
+(:mod:`~cvkit.data.streaming.cache`), and read there. LitData's own sample-by-sample path for remote shards
+(``on_demand_bytes``) is not used: it would fetch every sample again each epoch, and for samples of raw
+``bytes``, which 0.2.76 writes as Arrow record batches, it returns them empty (seen against a local S3 server).
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import io
-import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +25,8 @@ import numpy as np
 from PIL import Image
 
 from cvkit.data.images import DECODE_ERRORS, CorruptImageError
-from cvkit.data.streaming.manifest import download, is_remote
+from cvkit.data.streaming.cache import ChunkCache
+from cvkit.data.streaming.manifest import is_remote
 from cvkit.errors import CvkitError
 
 DEFAULT_CACHE = Path.home() / ".cache" / "cvkit" / "shards"
@@ -44,14 +42,16 @@ class ShardReader:
     storage_options: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # the bytes of each chunk file, as written
     written: str = ""  # when: shards written again at the same URL get a cache folder of their own
+    cache_size: int | None = None  # remote shards: the most bytes of chunks the node's cache holds
 
     def __post_init__(self) -> None:
         self._dataset: Any = None
+        self._cache: ChunkCache | None = None
         self._last: tuple[int, dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        names = ("url", "cache_dir", "storage_options", "sizes", "written")
+        names = ("url", "cache_dir", "storage_options", "sizes", "written", "cache_size")
         return {name: getattr(self, name) for name in names}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -68,7 +68,7 @@ class ShardReader:
             if sample.get("index") != index:
                 raise CvkitError(
                     f"shards at {self.url}: position {index} holds sample {sample.get('index')}: the shards and "
-                    "cvkit.json beside them do not match; write them again with cvkit-data shards"
+                    "cvkit.json beside them do not match; write them again with cvkit-data convert --to shards"
                 )
             self._last = (index, sample)
             return sample
@@ -77,47 +77,20 @@ class ShardReader:
         if self._dataset is None:
             from litdata import StreamingDataset
 
-            folder = str(self.local_copy()) if is_remote(self.url) else self.url
+            folder = self.url
+            if is_remote(self.url):
+                key = hashlib.sha256(f"{self.url} {self.written}".encode()).hexdigest()[:16]
+                local = Path(self.cache_dir or DEFAULT_CACHE) / key
+                self._cache = ChunkCache(self.url, local, dict(self.storage_options), self.sizes, self.cache_size)
+                folder = str(local)
             # batch_decode: LitData would otherwise decode the samples around each one asked for
             self._dataset = StreamingDataset(folder, batch_decode=False)
         return self._dataset
 
-    def local_copy(self) -> Path:
-        """The node's cache folder of remote shards: LitData's index, then each chunk once it is needed."""
-        key = hashlib.sha256(f"{self.url} {self.written}".encode()).hexdigest()[:16]
-        folder = Path(self.cache_dir or DEFAULT_CACHE) / key
-        self.fetch(folder / "index.json")
-        chunks = json.loads((folder / "index.json").read_text())["chunks"]
-        self._chunk_names = [chunk["filename"] for chunk in chunks]
-        self._chunk_starts = [0]
-        for chunk in chunks:
-            self._chunk_starts.append(self._chunk_starts[-1] + chunk["chunk_size"])
-        self._folder = folder
-        return folder
-
-    def fetch(self, path: Path) -> None:
-        """Download the object of `path`'s name into `path`, unless there already (one process of the node
-        downloads it; the others wait for it)."""
-        if path.exists():
-            return
-        from filelock import FileLock
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"{self.url}/{path.name}"
-        with FileLock(f"{path}.lock"):
-            if not path.exists():
-                download(url, path, dict(self.storage_options))
-                if path.name in self.sizes and (size := path.stat().st_size) != self.sizes[path.name]:
-                    path.unlink()
-                    raise CvkitError(
-                        f"shard {url} has {size} bytes, {self.sizes[path.name]} were written: it is cut short or "
-                        "changed; upload it again"
-                    )
-
     def read(self, index: int) -> dict[str, Any]:
         dataset = self.dataset()
-        if is_remote(self.url):
-            self.fetch(self._folder / self._chunk_names[bisect.bisect_right(self._chunk_starts, index) - 1])
+        if self._cache is not None:
+            self._cache.use_chunk_of(index)
         return dataset[index]
 
 
