@@ -2,7 +2,6 @@
 ``scontrol`` that records the requeue and ends the job. The requeued job (the same command) resumes."""
 
 import os
-import stat
 from pathlib import Path
 
 from tests.helpers.callbacks import PreemptAtBatch, plug
@@ -10,28 +9,9 @@ from tests.helpers.checkpoints import assert_same_weights, final_checkpoint, loa
 from tests.helpers.cli import assert_exit, run_cli
 from tests.helpers.logs import read_summary
 from tests.helpers.presets import RESUMABLE_DIGITS
+from tests.helpers.slurm import SLURM_ENV, fake_scontrol
 
-SLURM_ENV = {
-    "SLURM_JOB_ID": "4242",
-    "SLURM_JOB_NAME": "cvkit-test",
-    "SLURM_NTASKS": "1",
-    "SLURM_NTASKS_PER_NODE": "1",
-    "SLURM_NNODES": "1",
-    "SLURM_NODELIST": "localhost",
-    "SLURM_NODEID": "0",
-    "SLURM_PROCID": "0",
-    "SLURM_LOCALID": "0",
-}
 RUN = RESUMABLE_DIGITS  # its 2 loader workers: Lightning starts worker iterators before it restores its loop state
-
-
-def fake_scontrol(folder: Path) -> Path:
-    """An scontrol that logs its arguments and kills the job (its parent), as SLURM ends a requeued job."""
-    folder.mkdir()
-    script = folder / "scontrol"
-    script.write_text('#!/bin/sh\necho "$@" >> "$SCONTROL_LOG"\nkill -9 $PPID\n')
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return folder
 
 
 def test_preempted_job_saves_requeues_and_resumes_where_it_stopped(tmp_path: Path, monkeypatch) -> None:

@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from cvkit.builders import build_datamodule
+from cvkit.data.streaming.manifest import client_options
 from cvkit.data.streaming.shards import ShardReader
 from cvkit.train import train
-from tests.helpers.callbacks import RecordShard, SignalAtStep, plug
-from tests.helpers.checkpoints import assert_same_weights, final_checkpoint
+from tests.helpers.callbacks import PreemptAtBatch, RecordShard, RecordShardReads, SignalAtStep, plug
+from tests.helpers.checkpoints import assert_same_weights, final_checkpoint, load_checkpoint
 from tests.helpers.cli import assert_exit, cli_env, console_script, run_cli
 from tests.helpers.configs import compose_train
 from tests.helpers.presets import (
@@ -30,6 +31,7 @@ from tests.helpers.presets import (
     tiny_detection,
     tiny_folder_classification,
 )
+from tests.helpers.slurm import SLURM_ENV, fake_scontrol
 
 
 def convert(out: Path, *data: str) -> Path:
@@ -183,6 +185,27 @@ def test_a_run_from_shards_killed_mid_epoch_resumes_to_the_straight_runs_weights
     assert_same_weights(final_checkpoint(straight)["state_dict"], final_checkpoint(cut)["state_dict"])
 
 
+def test_a_preempted_slurm_job_from_shards_requeues_and_resumes_to_the_straight_runs_weights(
+    digit_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGUSR1 (SLURM's warning) after batch 2: Lightning saves hpc_ckpt_1.ckpt mid-epoch and requeues; the
+    requeued job (the same command) ends with the weights of the straight run."""
+    straight = tmp_path / "straight"
+    assert_exit(train_digits(straight, digit_shards), 0)
+    monkeypatch.setenv("PATH", f"{fake_scontrol(tmp_path / 'bin')}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SCONTROL_LOG", str(tmp_path / "scontrol.log"))
+    for key, value in SLURM_ENV.items():
+        monkeypatch.setenv(key, value)
+    job = tmp_path / "job"
+    preempted = [*plug(PreemptAtBatch, "preempt", batch=2), "resume=true"]
+    assert train_digits(job, digit_shards, *preempted).returncode != 0  # ended by the requeue
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+    assert load_checkpoint(job / "hpc_ckpt_1.ckpt")["global_step"] == 3
+    assert_exit(train_digits(job, digit_shards, *preempted), 0)
+    assert final_checkpoint(job)["global_step"] == 12
+    assert_same_weights(final_checkpoint(straight)["state_dict"], final_checkpoint(job)["state_dict"], atol=1e-6)
+
+
 @pytest.mark.parametrize(("fault", "step", "resumed_from"), [("SIGTERM", 2, 3), ("SIGKILL", 3, 2)])
 def test_a_ddp_run_from_shards_stopped_mid_epoch_resumes_to_the_straight_runs_weights(
     digit_shards: Path, tmp_path: Path, fault: str, step: int, resumed_from: int
@@ -206,21 +229,19 @@ def test_a_ddp_run_from_shards_stopped_mid_epoch_resumes_to_the_straight_runs_we
 
 
 def test_two_ddp_ranks_read_their_own_shares_of_the_shards(digit_shards: Path, tmp_path: Path) -> None:
+    """A whole epoch on 2 gloo ranks: what each rank reads from the shards is its share of the epoch's draw."""
     run = [*DDP_CPU, *streaming(digit_shards), *DIGITS_PIPELINES, "data.num_workers=0", "trainer.max_epochs=1"]
-    result = run_cli(
-        "cvkit-train",
-        *run,
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=2",
-        "logger=none",
-        *plug(RecordShard, "shard"),
-        f"hydra.run.dir={tmp_path}",
-    )
+    records = [*plug(RecordShard, "shard"), *plug(RecordShardReads, "reads")]
+    settings = ["trainer.limit_val_batches=1", "logger=none", f"hydra.run.dir={tmp_path}"]
+    result = run_cli("cvkit-train", *run, *records, *settings)
     assert_exit(result, 0)
     shares = [json.loads((tmp_path / f"shard_rank{rank}.json").read_text()) for rank in (0, 1)]
-    # 1437 samples, padded by wrap-around to 2 x 719 (as DistributedSampler does): one sample read twice.
+    reads = [json.loads((tmp_path / f"shard_reads_rank{rank}.json").read_text()) for rank in (0, 1)]
+    # 1437 samples, padded by wrap-around to 2 x 719 (as DistributedSampler does): one sample in both shares.
     assert len(shares[0]) == len(shares[1]) == 719
     assert len(set(shares[0]) | set(shares[1])) == 1437 and len(set(shares[0]) & set(shares[1])) == 1
+    # Each rank read its share in order, 11 whole batches of 64 (its last 15 samples: the incomplete batch left out).
+    assert reads[0] == shares[0][:704] and reads[1] == shares[1][:704]
 
 
 def cut_copy(shards: Path, tmp_path: Path) -> Path:
@@ -330,8 +351,22 @@ def test_a_run_from_shards_in_object_storage_is_the_run_from_local_shards(digit_
     assert_same_weights(
         final_checkpoint(tmp_path / "local")["state_dict"], final_checkpoint(tmp_path / "s3")["state_dict"]
     )
-    cached = sorted(path.name for path in (tmp_path / "cache").rglob("*.bin"))
-    assert cached == sorted(path.name for path in digit_shards.rglob("*.bin"))  # each chunk fetched once, kept
+    cached = {path: path.stat().st_ino for path in (tmp_path / "cache").rglob("*.bin")}
+    assert sorted(path.name for path in cached) == sorted(path.name for path in digit_shards.rglob("*.bin"))
+    # A second run reads the node's cache: no chunk is fetched again (a fetch writes a new file).
+    warm = [*remote(url, options, tmp_path / "cache"), f"hydra.run.dir={tmp_path / 'again'}"]
+    again = run_cli("cvkit-train", *run, *warm)
+    assert_exit(again, 0)
+    assert {path: path.stat().st_ino for path in (tmp_path / "cache").rglob("*.bin")} == cached
+
+
+def test_requests_to_s3_are_tried_three_times_with_timeouts() -> None:
+    """LitData's S3 client retries 1000 times unless given a config: cvkit gives its own, unless the user did."""
+    config = client_options("s3://bucket/shards", {"endpoint_url": "http://minio:9000"})["config"]
+    assert config.retries == {"max_attempts": 3, "mode": "standard"}
+    assert (config.connect_timeout, config.read_timeout) == (20, 60)
+    assert client_options("s3://bucket/shards", {"config": "the user's"})["config"] == "the user's"
+    assert "config" not in client_options("gs://bucket/shards", {})
 
 
 def test_a_shard_cut_short_in_object_storage_is_named(digit_shards: Path, s3_server, tmp_path: Path) -> None:
@@ -342,8 +377,52 @@ def test_a_shard_cut_short_in_object_storage_is_named(digit_shards: Path, s3_ser
     result = run_cli(
         "cvkit-train",
         *remote(url, options, tmp_path / "cache"),
-        "data.num_workers=0",
+        "data.num_workers=2",  # the error comes from a loader worker: still one line
         "trainer.max_epochs=1",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert_exit(result, 2, f"shard {url}/train/{chunk(broken).name} has", "it is cut short or changed", clean=True)
+
+
+@pytest.fixture(scope="module")
+def small_chunk_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Digits as shards of 32 KB chunks (about 7 for the training split), one writer."""
+    out = tmp_path_factory.mktemp("digits_small_chunks") / "shards"
+    convert_args = ["convert", "data=digits", "--to", "shards", "--out", str(out), "--workers", "1"]
+    assert_exit(run_cli("cvkit-data", *convert_args, "--chunk-bytes", "32KB"), 0)
+    return out
+
+
+def test_a_full_cache_makes_room_and_the_run_stays_exact(small_chunk_shards, digit_shards, s3_server, tmp_path) -> None:
+    """A cache of 3 chunks for a split of about 7: chunks are removed to make room (least recently used first)
+    and fetched again, the cache never holds more than its size, and the run equals the one from local shards
+    (the same samples, in other chunks)."""
+    options, client = s3_server
+    chunk_sizes = [path.stat().st_size for path in (small_chunk_shards / "train").glob("*.bin")]
+    assert len(chunk_sizes) >= 5
+    limit = 3 * max(chunk_sizes)
+    url = upload(client, small_chunk_shards, "digits-small-chunks")
+    run = [*RESUMABLE_DIGITS, *DIGITS_PIPELINES, "trainer.max_epochs=1"]
+    cache = tmp_path / "cache"
+    bounded = [*remote(url, options, cache), f"data.cache_size={limit}"]
+    for name, data in (("local", streaming(digit_shards)), ("s3", bounded)):
+        assert_exit(run_cli("cvkit-train", *run, *data, f"hydra.run.dir={tmp_path / name}"), 0)
+    assert_same_weights(
+        final_checkpoint(tmp_path / "local")["state_dict"], final_checkpoint(tmp_path / "s3")["state_dict"]
+    )
+    chunks_of = {folder: len(json.loads((folder / "index.json").read_text())["chunks"]) for folder in cache.iterdir()}
+    train_cache = max(chunks_of, key=chunks_of.get)
+    kept = list(train_cache.glob("*.bin"))
+    assert 0 < len(kept) < len(chunk_sizes) and sum(path.stat().st_size for path in kept) <= limit
+
+
+@pytest.mark.parametrize(
+    ("size", "said"),
+    [("lots", "data.cache_size='lots' is not a size"), ("1000", "cannot hold the largest chunk")],
+)
+def test_a_cache_size_that_cannot_work_is_refused(digit_shards: Path, s3_server, tmp_path: Path, size, said) -> None:
+    options, client = s3_server
+    url = upload(client, digit_shards, "digits-for-sizes")
+    overrides = [*remote(url, options, tmp_path / "cache"), f"data.cache_size={size}", "data.num_workers=2"]
+    result = run_cli("cvkit-train", *overrides, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_exit(result, 2, said, clean=True)

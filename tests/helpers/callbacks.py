@@ -42,6 +42,22 @@ class RecordShard(pl.Callback):
         path.write_text(json.dumps(indices))
 
 
+class RecordShardReads(pl.Callback):
+    """Writes the indices of the samples this rank reads from its training shards in the first epoch, in order,
+    to shard_reads_rank<R>.json (a run from shards, data.num_workers=0: the reads happen in this process)."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        reader = trainer.datamodule.splits["train"].images.paths[0].reader
+        read = reader.sample
+        self.reads: list[int] = []
+        reader.sample = lambda index: self.reads.append(index) or read(index)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 0:
+            path = Path(trainer.default_root_dir) / f"shard_reads_rank{trainer.global_rank}.json"
+            path.write_text(json.dumps(self.reads))
+
+
 class RecordWeights(pl.Callback):
     """Saves this rank's network weights at the end of each training epoch, as weights_epoch<E>_rank<R>.pt."""
 
