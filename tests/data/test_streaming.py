@@ -426,3 +426,8 @@ def test_a_cache_size_that_cannot_work_is_refused(digit_shards: Path, s3_server,
     overrides = [*remote(url, options, tmp_path / "cache"), f"data.cache_size={size}", "data.num_workers=2"]
     result = run_cli("cvkit-train", *overrides, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}")
     assert_exit(result, 2, said, clean=True)
+
+
+def test_cvkit_data_refuses_shards_as_its_source(digit_shards: Path, tmp_path: Path) -> None:
+    result = run_cli("cvkit-data", "check", "task=detection", *streaming(digit_shards))
+    assert_exit(result, 2, "cvkit-data reads the files a dataset was made of, and data=streaming", clean=True)
