@@ -92,7 +92,7 @@ def test_every_script_writing_results_records_them() -> None:
 def test_the_streaming_benchmark_times_every_source_cold_and_warm(bccd_cells: Path, tmp_path: Path) -> None:
     pytest.importorskip("moto.server", reason="moto[server] is in the dev extra")
     root = make_folder(bccd_cells, tmp_path / "folder", per_class=8)
-    settings = ["--size", "32", "--batch-size", "4", "--batches", "3", "--workers", "0", "--repeats", "1"]
+    settings = ["--size", "32", "--batch-size", "4", "--epochs", "1", "--workers", "0", "--repeats", "1"]
     run("streaming.py", "--root", str(root), *settings, "--processes", "2", "--json", str(tmp_path / "s.json"))
     rows = json.loads((tmp_path / "s.json").read_text())["rows"]
     sources = [(row["source"], row["processes"], row["cache"]) for row in rows]

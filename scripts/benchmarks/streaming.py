@@ -3,9 +3,10 @@ local disk and in object storage (a local S3 server, moto), 1 and 2 processes, c
 
 Each rank is a fresh Python process, as each rank of a job is: it composes cvkit's config as ``cvkit-train`` does
 (``data=imagefolder`` or ``data=streaming``), builds the data module and its train loader for its rank of the world
-(seeded sampler, its share of the samples, ``--workers`` loader workers) and reads ``--batches`` batches. Time to
-first batch counts from the process's start (interpreter, imports, listing the folder or reading the manifest,
-worker start-up) to its first batch; images/s is over the batches after the first, summed over the ranks.
+(seeded sampler, its share of the samples, ``--workers`` persistent loader workers) and reads ``--epochs`` whole
+epochs. Time to first batch counts from the process's start (interpreter, imports, listing the folder or reading
+the manifest, worker start-up) to its first batch; images/s is over the batches after the first, summed over the
+ranks.
 
 Each row is the median of ``--repeats`` runs. Cold: every file's pages dropped from the OS page cache first
 (``posix_fadvise(DONTNEED)``, no root needed), and for object storage an empty cache folder (every chunk fetched).
@@ -51,13 +52,15 @@ def rank_loader(overrides: list[str], rank: int, world_size: int) -> Any:
 def measure_rank(arguments: argparse.Namespace) -> None:
     """One rank's run (in its own process): print when its first batch came, and its images/s after it."""
     loader = rank_loader(json.loads(arguments.overrides), arguments.rank, arguments.world_size)
-    batches = iter(loader)
-    first = len(next(batches)[0])
-    first_at = time.time()
-    images = 0
-    for _ in range(arguments.batches - 1):
-        images += len(next(batches)[0])
-    print(json.dumps({"first_at": first_at, "first": first, "images": images, "seconds": time.time() - first_at}))
+    first_at, images = None, 0
+    for epoch in range(arguments.epochs):
+        loader.sampler.set_epoch(epoch)  # as Lightning does at each epoch's start
+        for batch in loader:
+            if first_at is None:
+                first_at = time.time()
+            else:
+                images += len(batch[0])
+    print(json.dumps({"first_at": first_at, "images": images, "seconds": time.time() - first_at}))
 
 
 def drop_page_cache(folder: Path) -> None:
@@ -67,10 +70,10 @@ def drop_page_cache(folder: Path) -> None:
                 os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def run_ranks(overrides: list[str], world_size: int, batches: int) -> dict[str, float]:
+def run_ranks(overrides: list[str], world_size: int, epochs: int) -> dict[str, float]:
     """Start `world_size` rank processes together; their slowest time to first batch and summed images/s."""
     started = time.time()
-    command = [sys.executable, __file__, "rank", "--overrides", json.dumps(overrides), "--batches", str(batches)]
+    command = [sys.executable, __file__, "rank", "--overrides", json.dumps(overrides), "--epochs", str(epochs)]
     processes = [
         subprocess.Popen(
             [*command, "--rank", str(rank), "--world-size", str(world_size)], stdout=subprocess.PIPE, text=True
@@ -117,12 +120,12 @@ def main() -> None:
     rank.add_argument("--overrides", required=True)
     rank.add_argument("--rank", type=int, required=True)
     rank.add_argument("--world-size", type=int, required=True)
-    rank.add_argument("--batches", type=int, required=True)
+    rank.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--root", type=Path, help="an image folder (train/<class>/*, val/<class>/*)")
     parser.add_argument("--shards", type=Path, help="its shards (default: written into a temporary folder)")
     parser.add_argument("--size", type=int, default=64, help="image size (default 64)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--batches", type=int, default=20, help="batches each rank reads (default 20)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs each rank reads whole (default 5)")
     parser.add_argument("--workers", type=int, default=2, help="loader workers of each rank (default 2)")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3, help="cold-then-warm pairs of each row (default 3: medians)")
@@ -150,7 +153,7 @@ def main() -> None:
     ]
     headers = ["data", "processes", "cache", "first batch (s)", "images/s"]
     print_table("Train loader from an image folder and from its shards", headers, table)
-    settings = {key: getattr(arguments, key) for key in ("size", "batch_size", "batches", "workers", "repeats")}
+    settings = {key: getattr(arguments, key) for key in ("size", "batch_size", "epochs", "workers", "repeats")}
     write_results(arguments.json, {"root": str(arguments.root), "settings": settings, "rows": rows})
 
 
@@ -192,7 +195,7 @@ def benchmark(arguments: argparse.Namespace, scratch: Path) -> list[dict[str, An
                     if folder.exists():
                         drop_page_cache(folder)
                     for state in runs:
-                        runs[state].append(run_ranks([*data, *common], processes, arguments.batches))
+                        runs[state].append(run_ranks([*data, *common], processes, arguments.epochs))
                 for state, measured in runs.items():
                     median = {key: statistics.median(run[key] for run in measured) for key in measured[0]}
                     rows.append({"source": source, "processes": processes, "cache": state, **median, "runs": measured})
