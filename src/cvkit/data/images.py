@@ -13,7 +13,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -35,7 +35,6 @@ REDUCED_JPEG = (
 )
 
 
-@runtime_checkable
 class StoredBytes(Protocol):
     """An encoded image kept somewhere other than in a file of its own (a shard: :mod:`cvkit.data.streaming`);
     ``str()`` names it in messages."""
@@ -74,7 +73,8 @@ def read_rgb(path: Path | str | StoredBytes, min_side: int | None = None) -> np.
     1/2, 1/4 or 1/8 scale that keeps its shorter side at least `min_side` pixels (other files at full size).
     """
     try:
-        data = path.read_bytes() if isinstance(path, StoredBytes) else Path(path).read_bytes()
+        # not isinstance(path, StoredBytes): a runtime Protocol check costs about 9 us, 5% of a small image's read
+        data = Path(path).read_bytes() if isinstance(path, (str, os.PathLike)) else path.read_bytes()
     except OSError as err:
         raise CorruptImageError(path, str(err) or type(err).__name__) from err
     if looks_complete(data[:8], data[-8:]):
