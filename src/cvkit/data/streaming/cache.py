@@ -46,6 +46,7 @@ class ChunkCache:
                 "bytes): raise it, or write the shards with a smaller --chunk-bytes"
             )
         self.in_use: str | None = None
+        self.present: set[str] = set()
         self.fetch("index.json")
         chunks = index_chunks(folder)
         check_index(url, [chunk["filename"] for chunk in chunks], sizes)
@@ -56,6 +57,11 @@ class ChunkCache:
         """Have the chunk of sample `index` in the cache for a read, marked as the most recently used (so that
         making room for another process's chunk does not remove it)."""
         name = self.names[bisect.bisect_right(self.starts, index) - 1]
+        if self.limit is None:  # nothing is ever removed: a chunk found here once stays
+            if name not in self.present:
+                self.fetch(name)
+                self.present.add(name)
+            return
         path = self.folder / name
         if name != self.in_use and path.exists():
             with contextlib.suppress(FileNotFoundError):  # removed since: fetched again below
