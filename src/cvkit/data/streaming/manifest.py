@@ -120,7 +120,8 @@ def client_options(root: str, storage_options: dict[str, Any] | None) -> dict[st
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """Write `manifest` into `folder` whole or not at all (it marks the shards as finished)."""
+    """Write `manifest` into `folder` whole or not at all (it marks the shards as finished). Compact JSON, not
+    :func:`cvkit.console.write_json`'s indented one: a large detection set's manifest lists every box."""
     manifest = {"format": FORMAT, "version": VERSION, **manifest}
     partial = folder / f".{MANIFEST}.partial"
     partial.write_text(json.dumps(manifest))
