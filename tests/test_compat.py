@@ -67,3 +67,30 @@ def test_the_ddp_child_command_is_replaced() -> None:
         assert subprocess_script._hydra_subprocess_cmd is command  # what Lightning's launcher calls
     finally:
         subprocess_script._hydra_subprocess_cmd = before
+
+
+def litdata_sample(index: int) -> dict:
+    import numpy as np
+
+    return {"index": index, "image": np.arange(index * 37 % 500 + 1, dtype=np.uint8)}  # sizes vary
+
+
+def test_each_sample_read_at_its_offsets_is_the_one_litdata_reads(tmp_path) -> None:
+    """The chunk layout :func:`cvkit.compat.litdata_sample_span` reads (through cvkit's shard reader): every
+    sample of three chunks, in an order over all of them, equal to LitData's own reading of it."""
+    litdata = pytest.importorskip("litdata", reason="the streaming extra (LitData) is not installed")
+    import numpy as np
+
+    from cvkit.data.streaming.shards import ChunkFiles
+
+    folder = tmp_path / "shards"
+    litdata.optimize(
+        fn=litdata_sample, inputs=list(range(300)), output_dir=str(folder), chunk_bytes="30KB", num_workers=1
+    )
+    chunks, reference = ChunkFiles(folder, keep_open=2), litdata.StreamingDataset(str(folder))
+    assert len(chunks.names) >= 3 and chunks.starts[-1] == len(reference) == 300
+    for index in np.random.default_rng(0).permutation(300).tolist():
+        ours, theirs = chunks.read(chunks.number_of(index), index), reference[index]
+        assert ours["index"] == theirs["index"] == index
+        assert np.array_equal(ours["image"], theirs["image"]) and len(ours["image"]) == index * 37 % 500 + 1
+    assert len(chunks.open) == 2  # the least recently used files were closed

@@ -6,11 +6,12 @@ Each rank is a fresh Python process, as each rank of a job is: it composes cvkit
 (seeded sampler, its share of the samples, ``--workers`` persistent loader workers) and reads ``--epochs`` whole
 epochs. Time to first batch counts from the process's start (interpreter, imports, listing the folder or reading
 the manifest, worker start-up) to its first batch; images/s is over the batches after the first, summed over the
-ranks.
+ranks; "÷ folder" is the median over the repeats of a run's images/s over the image folder's in the same
+repeat.
 
 Each row is the median of ``--repeats`` runs. Cold: every file's pages dropped from the OS page cache first
 (``posix_fadvise(DONTNEED)``, no root needed), and for object storage an empty cache folder (every chunk fetched).
-Warm: the same run again at once.
+Warm: the same run again at once. The sources take turns within each repeat.
 
     python scripts/benchmarks/streaming.py --root ../shared/data/bccd_cells --json docs/benchmarks_streaming.json
 """
@@ -148,10 +149,11 @@ def main() -> None:
             row["cache"],
             f"{row['first_batch_s']:.2f}",
             f"{row['images_per_s']:,.0f}",
+            f"{row['vs_folder']:.2f}",
         ]
         for row in rows
     ]
-    headers = ["data", "processes", "cache", "first batch (s)", "images/s"]
+    headers = ["data", "processes", "cache", "first batch (s)", "images/s", "÷ folder (paired)"]
     print_table("Train loader from an image folder and from its shards", headers, table)
     settings = {key: getattr(arguments, key) for key in ("size", "batch_size", "epochs", "workers", "repeats")}
     write_results(arguments.json, {"root": str(arguments.root), "settings": settings, "rows": rows})
@@ -188,16 +190,22 @@ def benchmark(arguments: argparse.Namespace, scratch: Path) -> list[dict[str, An
     rows = []
     try:
         for processes in arguments.processes:
-            for source, (data, folder) in sources.items():
-                runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
-                for _ in range(arguments.repeats):
+            # the sources take turns within each repeat, so that a slower spell of the machine falls on all alike
+            runs = {source: {"cold": [], "warm": []} for source in sources}
+            for _ in range(arguments.repeats):
+                for source, (data, folder) in sources.items():
                     shutil.rmtree(cache, ignore_errors=True)
                     if folder.exists():
                         drop_page_cache(folder)
-                    for state in runs:
-                        runs[state].append(run_ranks([*data, *common], processes, arguments.epochs))
-                for state, measured in runs.items():
+                    for measured in runs[source].values():  # cold, then warm
+                        measured.append(run_ranks([*data, *common], processes, arguments.epochs))
+            for source, states in runs.items():
+                for state, measured in states.items():
                     median = {key: statistics.median(run[key] for run in measured) for key in measured[0]}
+                    # each run against the folder's of the same repeat, taken just before it: drift cancels
+                    paired = zip(measured, runs["files"][state], strict=True)
+                    ratios = [run["images_per_s"] / files["images_per_s"] for run, files in paired]
+                    median["vs_folder"] = statistics.median(ratios)
                     rows.append({"source": source, "processes": processes, "cache": state, **median, "runs": measured})
                     print({key: value for key, value in rows[-1].items() if key != "runs"}, flush=True)
     finally:

@@ -8,9 +8,7 @@ makes one of them fetch a chunk and make room for it while the others wait. A pr
 
 from __future__ import annotations
 
-import bisect
 import contextlib
-import itertools
 import os
 import re
 from pathlib import Path
@@ -48,15 +46,11 @@ class ChunkCache:
         self.in_use: str | None = None
         self.present: set[str] = set()
         self.fetch("index.json")
-        chunks = index_chunks(folder)
-        check_index(url, [chunk["filename"] for chunk in chunks], sizes)
-        self.names = [chunk["filename"] for chunk in chunks]
-        self.starts = list(itertools.accumulate((chunk["chunk_size"] for chunk in chunks), initial=0))
+        check_index(url, [chunk["filename"] for chunk in index_chunks(folder)], sizes)
 
-    def use_chunk_of(self, index: int) -> None:
-        """Have the chunk of sample `index` in the cache for a read, marked as the most recently used (so that
-        making room for another process's chunk does not remove it)."""
-        name = self.names[bisect.bisect_right(self.starts, index) - 1]
+    def use(self, name: str) -> None:
+        """Have chunk `name` in the cache for a read, marked as the most recently used (so that making room for
+        another process's chunk does not remove it)."""
         if self.limit is None:  # nothing is ever removed: a chunk found here once stays
             if name not in self.present:
                 self.fetch(name)
