@@ -99,3 +99,13 @@ def test_the_streaming_benchmark_times_every_source_cold_and_warm(bccd_cells: Pa
     assert sources == [(source, 1, cache) for source in ("files", "shards", "s3") for cache in ("cold", "warm")]
     assert all(row["first_batch_s"] > 0 and row["images_per_s"] > 0 for row in rows)
     assert [row["vs_folder"] for row in rows[:2]] == [1, 1] and all(row["vs_folder"] > 0 for row in rows)
+
+
+def test_the_shard_reads_benchmark_times_each_reader_for_each_chunk_size(bccd_cells: Path, tmp_path: Path) -> None:
+    root = make_folder(bccd_cells, tmp_path / "folder", per_class=8)
+    settings = ["--chunk-bytes", "64MB", "8KB", "--repeats", "1", "--json", str(tmp_path / "r.json")]
+    run("shard_reads.py", "--root", str(root), *settings)
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert [row["chunk_bytes"] for row in rows] == ["64MB"] * 3 + ["8KB"] * 3
+    assert len({row["source"] for row in rows}) == 3 and all(row["us"] > 0 for row in rows)
+    assert rows[0]["chunks"] < rows[3]["chunks"]

@@ -18,6 +18,7 @@ import torch
 from cvkit.builders import build_datamodule
 from cvkit.data.streaming.manifest import client_options
 from cvkit.data.streaming.shards import ShardReader
+from cvkit.errors import CvkitError
 from cvkit.train import train
 from tests.helpers.callbacks import PreemptAtBatch, RecordShard, RecordShardReads, SignalAtStep, plug
 from tests.helpers.checkpoints import assert_same_weights, final_checkpoint, load_checkpoint
@@ -273,6 +274,20 @@ def test_bad_shards_are_named_in_one_line(digit_shards: Path, tmp_path: Path, da
     damage(broken)
     result = run_cli("cvkit-train", *streaming(broken), "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}")
     assert_exit(result, 2, said, clean=True)
+
+
+def test_a_shard_cut_short_or_removed_during_a_run_is_named_by_the_read(digit_shards: Path, tmp_path: Path) -> None:
+    """After the checks before training: a chunk file the reader has open is cut short, then removed."""
+    broken = cut_copy(digit_shards, tmp_path)
+    reader = ShardReader(str(broken / "train"))
+    assert reader.sample(0)["index"] == 0
+    path, last = broken / "train" / reader.chunks().names[0], reader.chunks().starts[1] - 1
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CvkitError, match=rf"shard {path} ends before sample {last} \(.*\): it is cut short; copy"):
+        reader.sample(last)
+    path.unlink()
+    with pytest.raises(CvkitError, match=f"shard {path} is missing: copy it again"):
+        ShardReader(str(broken / "train")).sample(0)
 
 
 def test_shards_of_another_task_are_refused(digit_shards: Path, tmp_path: Path) -> None:
