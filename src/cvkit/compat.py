@@ -13,6 +13,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -83,19 +84,20 @@ def shutdown_loader_workers(loader: DataLoader) -> None:
         iterator._shutdown_workers()
 
 
-def litdata_sample_span(chunk: BinaryIO, position: int) -> tuple[int, int]:
-    """Where sample `position` of a LitData chunk file lies: ``(start, end)`` byte offsets in `chunk`. The layout
-    is LitData's PyTree chunk format (``PyTreeLoader.load_item_from_chunk`` describes it): a uint32 count, then
-    uint32 offsets from the file's start, one per sample and one for the end. LitData has no public way to read
-    one sample by its offsets; its own reader maps the whole chunk (and asks the kernel to read all of it ahead)
-    whenever the next sample is in another chunk than the last: built for its chunk-by-chunk order, it costs
-    about 100 us a sample in cvkit's order over all samples. ``tests/test_compat.py`` checks the layout against
-    LitData's own reading of every sample."""
-    span = os.pread(chunk.fileno(), 8, 4 * (position + 1))
-    if len(span) != 8:
-        raise EOFError(f"no offsets of sample {position}")
-    start, end = struct.unpack("<II", span)
-    return start, end
+def litdata_sample_offsets(chunk: BinaryIO) -> np.ndarray:
+    """Where the samples of a LitData chunk file start, from its header: one offset per sample from the file's
+    start, and one more where the last one ends. The layout is LitData's PyTree chunk format
+    (``PyTreeLoader.load_item_from_chunk`` describes it): a uint32 count, then those uint32 offsets. LitData has no
+    public way to read one sample by its offsets; its own reader maps the whole chunk (and asks the kernel to read
+    all of it ahead) whenever the next sample is in another chunk than the last: built for its chunk-by-chunk
+    order, it costs about 100 us a sample in cvkit's order over all samples. ``tests/test_compat.py`` checks the
+    layout against LitData's own reading of every sample."""
+    header = os.pread(chunk.fileno(), 4, 0)
+    count = struct.unpack("<I", header)[0] if len(header) == 4 else 0
+    table = os.pread(chunk.fileno(), 4 * (count + 1), 4)
+    if len(header) != 4 or len(table) != 4 * (count + 1):
+        raise EOFError("its header is cut short")
+    return np.frombuffer(table, dtype="<u4")
 
 
 def use_detr_backbone(network: nn.Module, backbone: nn.Module, hidden: int) -> nn.Module:

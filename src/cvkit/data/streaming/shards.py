@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 
-from cvkit.compat import litdata_sample_span
+from cvkit.compat import litdata_sample_offsets
 from cvkit.data.images import DECODE_ERRORS, CorruptImageError
 from cvkit.data.streaming.cache import ChunkCache
 from cvkit.data.streaming.manifest import is_remote
@@ -132,6 +132,7 @@ class ChunkFiles:
         self.decoder = PyTreeLoader(batch_decode=False)
         ChunksConfig(str(folder), kinds, None, item_loader=self.decoder)  # sets the decoder up from index.json
         self.open: OrderedDict[int, BinaryIO] = OrderedDict()
+        self.offsets: dict[int, np.ndarray] = {}  # each chunk's, read once: a sample is then one read
 
     def number_of(self, index: int) -> int:
         """The chunk that holds sample `index`."""
@@ -142,7 +143,10 @@ class ChunkFiles:
         path = self.folder / self.names[number]
         chunk = self.open.pop(number, None) or open(path, "rb", buffering=0)  # noqa: SIM115 (kept open)
         try:
-            start, end = litdata_sample_span(chunk, index - self.starts[number])
+            if (offsets := self.offsets.get(number)) is None:
+                offsets = self.offsets[number] = self.sample_offsets(number, chunk)
+            position = index - self.starts[number]
+            start, end = int(offsets[position]), int(offsets[position + 1])
             data = os.pread(chunk.fileno(), end - start, start)
             if len(data) != end - start:
                 raise EOFError(f"{len(data)} of the {end - start} bytes from {start}")
@@ -154,6 +158,18 @@ class ChunkFiles:
         finally:
             self.keep(number, chunk)
         return self.decoder.load_item_from_bytes(data, number)
+
+    def sample_offsets(self, number: int, chunk: BinaryIO) -> np.ndarray:
+        """Where each sample of chunk `number` starts, and the last ends; a header that lists another number of
+        samples than LitData's index names the shards as out of step."""
+        offsets = litdata_sample_offsets(chunk)
+        listed = self.starts[number + 1] - self.starts[number]
+        if len(offsets) != listed + 1:
+            raise CvkitError(
+                f"shard {self.folder / self.names[number]} holds {len(offsets) - 1} samples and index.json lists "
+                f"{listed}: the index does not match its shards; write them again"
+            )
+        return offsets
 
     def keep(self, number: int, chunk: BinaryIO) -> None:
         """Keep `chunk` open as the most recently used, closing the least recently used beyond `keep_open`."""
