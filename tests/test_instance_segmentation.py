@@ -19,7 +19,7 @@ from tests.helpers.coco import cocoeval_stats
 from tests.helpers.configs import compose_train, export_cfg
 from tests.helpers.datasets import coco_subset
 from tests.helpers.logs import csv_column, read_metrics, read_report, read_summary, tensorboard_tags
-from tests.helpers.presets import DDP_CPU
+from tests.helpers.presets import DDP_CPU, tiny_instance_segmentation
 from tests.helpers.tasks import untrained_val_metrics
 
 # Eight real coco128 images: people, animals, vehicles; 149 has a crowd RLE, 250 has no objects at all.
@@ -44,31 +44,13 @@ def instance_files(coco128: Path, root: Path) -> tuple[Path, Path]:
 
 
 def tiny_instance_run(images: Path, annotations: Path) -> list[str]:
-    """Mask R-CNN (ResNet-18 FPN) at 128-160 px: 2 steps of 2 images, the 8 val images in 4 batches. Every
-    detection is kept (score_thresh 0), so the untrained model's many masks are written and scored."""
+    """:func:`tiny_instance_segmentation` on the image folder and annotation file as both splits."""
     files = [
         f"data.{split}_{kind}={path}"
         for split in ("train", "val")
         for kind, path in (("images", images), ("annotations", annotations))
     ]
-    return [
-        "task=instance_segmentation",
-        "data=coco_instances",
-        *files,
-        "backbone=resnet",
-        "backbone.name=resnet18",
-        "task.model.min_size=128",
-        "task.model.max_size=160",
-        "task.model.score_thresh=0.0",
-        "task.model.detections_per_img=20",
-        "data.batch_size=2",
-        "data.num_workers=0",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "test_after_fit=false",
-        "optimizer.lr=0.02",
-        "optimizer.base_batch_size=16",
-    ]
+    return tiny_instance_segmentation("data=coco_instances", *files)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Every use of a dependency's private API or internal layout, in one place. Upgrading Lightning, torch,
-transformers or albumentations means reading this file; ``tests/test_compat.py`` fails naming the upstream
-symbol when one of these goes away, and ``pyproject.toml`` bounds each of these libraries below its next
-minor (transformers: major) release.
+transformers, LitData or albumentations means reading this file; ``tests/test_compat.py`` fails naming the
+upstream symbol (or layout) when one of these goes away, and ``pyproject.toml`` bounds each of these libraries
+below its next minor (transformers: major) release.
 
 Each function says what it reaches into and why no public API does the job.
 """

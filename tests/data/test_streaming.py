@@ -31,6 +31,7 @@ from tests.helpers.presets import (
     short_segmentation,
     tiny_detection,
     tiny_folder_classification,
+    tiny_instance_segmentation,
 )
 from tests.helpers.slurm import SLURM_ENV, fake_scontrol
 
@@ -150,6 +151,12 @@ def test_a_detection_run_from_shards_is_the_run_from_the_files(voc_shards: Path,
     run = [*tiny_detection(bccd_voc), "trainer.limit_train_batches=2", "trainer.limit_val_batches=2"]
     files, shards = train_both(tmp_path, run, [*run, *streaming(voc_shards)])
     assert shards["val/map_50"] == files["val/map_50"] and shards["val/loss"] == files["val/loss"]
+
+
+def test_an_instance_segmentation_run_from_shards_is_the_run_from_the_files(coco_shards, coco128, tmp_path) -> None:
+    run = [*tiny_instance_segmentation(*coco128_instances(coco128)), "trainer.limit_val_batches=3"]
+    files, shards = train_both(tmp_path, run, [*run, *streaming(coco_shards)])
+    assert shards["val/segm_map"] == files["val/segm_map"] and shards["val/map"] == files["val/map"]
 
 
 def test_a_segmentation_run_from_shards_is_the_run_from_the_files(camvid_shards, camvid: Path, tmp_path) -> None:
@@ -287,6 +294,20 @@ def test_a_shard_cut_short_or_removed_during_a_run_is_named_by_the_read(digit_sh
         reader.sample(last)
     path.unlink()
     with pytest.raises(CvkitError, match=f"shard {path} is missing: copy it again"):
+        ShardReader(str(broken / "train")).sample(0)
+
+
+def test_a_chunk_holding_other_samples_than_the_index_lists_is_named(digit_shards: Path, tmp_path: Path) -> None:
+    """LitData's index moves a sample from the first chunk to the second (the same files and total, so the checks
+    before training pass): the first read of the chunk compares its own header with the index."""
+    broken = cut_copy(digit_shards, tmp_path)
+    index = json.loads((broken / "train" / "index.json").read_text())
+    index["chunks"][0]["chunk_size"] -= 1
+    index["chunks"][1]["chunk_size"] += 1
+    (broken / "train" / "index.json").write_text(json.dumps(index))
+    held, listed = index["chunks"][0]["chunk_size"] + 1, index["chunks"][0]["chunk_size"]
+    name = index["chunks"][0]["filename"]
+    with pytest.raises(CvkitError, match=f"{name} holds {held} samples and index.json lists {listed}: the index"):
         ShardReader(str(broken / "train")).sample(0)
 
 

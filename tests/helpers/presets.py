@@ -85,6 +85,28 @@ def tiny_folder_classification(root: Path) -> list[str]:
     ]
 
 
+def tiny_instance_segmentation(*data: str) -> list[str]:
+    """Mask R-CNN (ResNet-18 FPN) at 128-160 px on the COCO instance data that `data` names: 1 epoch of 2 steps of
+    2 images. Every detection is kept (score_thresh 0), so an untrained model's many masks are written and scored."""
+    return [
+        "task=instance_segmentation",
+        *data,
+        "backbone=resnet",
+        "backbone.name=resnet18",
+        "task.model.min_size=128",
+        "task.model.max_size=160",
+        "task.model.score_thresh=0.0",
+        "task.model.detections_per_img=20",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "test_after_fit=false",
+        "optimizer.lr=0.02",
+        "optimizer.base_batch_size=16",
+    ]
+
+
 def tiny_detection(root: Path) -> list[str]:
     """Faster R-CNN on BCCD in VOC layout (`root`) at 128-160 px: 1 epoch of 4 steps of 2 images, 3 val and 2 test
     batches, lr 0.02 for a base batch of 16: the detection run whose files and metrics the tests re-score."""
