@@ -8,6 +8,7 @@ import datetime
 import os
 import platform
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
@@ -81,6 +82,15 @@ def cvkit_config(*overrides: str) -> Any:
 
     with initialize_config_module(config_module="cvkit.configs", version_base="1.3"):
         return compose("train", overrides=["paths.output_dir=.", *overrides])
+
+
+def write_shards(root: Path, out: Path, *options: str) -> Path:
+    """The image folder at `root` written as shards at `out` by ``cvkit-data convert`` (with `options`, e.g.
+    ``--chunk-bytes 256KB``), as a user writes them."""
+    command = str(Path(sys.executable).with_name("cvkit-data"))  # the console script of this environment
+    data = ["data=imagefolder", f"data.root={root}", "--to", "shards", "--out", str(out), *options]
+    subprocess.run([command, "convert", *data], check=True, capture_output=True)
+    return out
 
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

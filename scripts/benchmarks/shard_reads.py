@@ -14,7 +14,6 @@ import argparse
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cvkit_config, print_table, write_results
+from common import cvkit_config, print_table, write_results, write_shards
 
 
 def training_files(root: Path) -> list[Path]:
@@ -36,13 +35,6 @@ def training_files(root: Path) -> list[Path]:
     while not hasattr(images, "paths"):  # a subset of the listed files
         images = images.source
     return [Path(path) for path in images.paths]
-
-
-def write_shards(root: Path, out: Path, chunk_bytes: str) -> Path:
-    command = str(Path(sys.executable).with_name("cvkit-data"))  # the console script of this environment
-    data = ["data=imagefolder", f"data.root={root}", "--to", "shards", "--out", str(out), "--chunk-bytes", chunk_bytes]
-    subprocess.run([command, "convert", *data], check=True, capture_output=True)
-    return out / "train"
 
 
 def microseconds_per_read(read: Callable[[int], bytes], order: list[int]) -> float:
@@ -87,7 +79,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     try:
         for chunk_bytes in arguments.chunk_bytes:
-            split = write_shards(arguments.root, scratch / chunk_bytes, chunk_bytes)
+            split = write_shards(arguments.root, scratch / chunk_bytes, "--chunk-bytes", chunk_bytes) / "train"
             for source, measured in measure(split, files, order, arguments.repeats).items():
                 row = {"chunk_bytes": chunk_bytes, "chunks": len(list(split.glob("*.bin"))), "source": source}
                 rows.append({**row, "us": statistics.median(measured), "runs": measured})

@@ -32,7 +32,7 @@ from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cvkit_config, print_table, write_results
+from common import cvkit_config, print_table, write_results, write_shards
 
 SOURCES = {"files": "image folder", "shards": "shards, local disk", "s3": "shards, S3 (local server)"}
 
@@ -162,10 +162,7 @@ def main() -> None:
 def benchmark(arguments: argparse.Namespace, scratch: Path) -> list[dict[str, Any]]:
     shards = arguments.shards
     if shards is None:
-        shards = scratch / "shards"
-        data = ["data=imagefolder", f"data.root={arguments.root}", "--to", "shards", "--out", str(shards)]
-        command = str(Path(sys.executable).with_name("cvkit-data"))  # the console script of this environment
-        subprocess.run([command, "convert", *data], check=True, capture_output=True)
+        shards = write_shards(arguments.root, scratch / "shards")
     server, options = start_s3(shards)
     settings = ", ".join(f"{key}: '{value}'" for key, value in options.items())
     common = [

@@ -154,8 +154,11 @@ def test_a_detection_run_from_shards_is_the_run_from_the_files(voc_shards: Path,
 
 
 def test_an_instance_segmentation_run_from_shards_is_the_run_from_the_files(coco_shards, coco128, tmp_path) -> None:
-    run = [*tiny_instance_segmentation(*coco128_instances(coco128)), "trainer.limit_val_batches=3"]
-    files, shards = train_both(tmp_path, run, [*run, *streaming(coco_shards)])
+    source, stored = (
+        tiny_instance_segmentation(*data, "trainer.limit_val_batches=3")
+        for data in (coco128_instances(coco128), streaming(coco_shards))
+    )
+    files, shards = train_both(tmp_path, source, stored)
     assert shards["val/segm_map"] == files["val/segm_map"] and shards["val/map"] == files["val/map"]
 
 
