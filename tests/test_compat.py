@@ -76,7 +76,7 @@ def litdata_sample(index: int) -> dict:
 
 
 def test_each_sample_read_at_its_offsets_is_the_one_litdata_reads(tmp_path) -> None:
-    """The chunk layout :func:`cvkit.compat.litdata_sample_span` reads (through cvkit's shard reader): every
+    """The chunk layout :func:`cvkit.compat.litdata_sample_offsets` reads (through cvkit's shard reader): every
     sample of three chunks, in an order over all of them, equal to LitData's own reading of it."""
     litdata = pytest.importorskip("litdata", reason="the streaming extra (LitData) is not installed")
     import numpy as np

@@ -1,6 +1,6 @@
 """Microseconds to read one training sample's stored bytes, in one shuffled order over all samples (the order a
 run reads them in), in one process with a warm page cache: from an image folder's files, from its shards by
-cvkit's reader (two reads at offsets of the chunk file), and from the same shards by LitData's own
+cvkit's reader (one read at an offset of the chunk file), and from the same shards by LitData's own
 ``StreamingDataset``. The shards are written twice: with the default chunk size (a small set fills a few
 chunks) and with small chunks (many chunks, as a large dataset has). Each row is the median of ``--repeats``
 passes; the sources take turns within each repeat.

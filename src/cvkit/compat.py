@@ -90,14 +90,20 @@ def litdata_sample_offsets(chunk: BinaryIO) -> np.ndarray:
     (``PyTreeLoader.load_item_from_chunk`` describes it): a uint32 count, then those uint32 offsets. LitData has no
     public way to read one sample by its offsets; its own reader maps the whole chunk (and asks the kernel to read
     all of it ahead) whenever the next sample is in another chunk than the last: built for its chunk-by-chunk
-    order, it costs about 100 us a sample in cvkit's order over all samples. ``tests/test_compat.py`` checks the
-    layout against LitData's own reading of every sample."""
+    order, it costs about 100 us a sample in cvkit's order over all samples. Raises EOFError for a file cut short
+    and ValueError for a table that is not LitData's; ``tests/test_compat.py`` checks the layout against
+    LitData's own reading of every sample."""
+    size = os.fstat(chunk.fileno()).st_size
     header = os.pread(chunk.fileno(), 4, 0)
     count = struct.unpack("<I", header)[0] if len(header) == 4 else 0
-    table = os.pread(chunk.fileno(), 4 * (count + 1), 4)
-    if len(header) != 4 or len(table) != 4 * (count + 1):
-        raise EOFError("its header is cut short")
-    return np.frombuffer(table, dtype="<u4")
+    if len(header) != 4 or 4 * (count + 2) > size:
+        raise EOFError(f"its header is cut short ({size} bytes)")
+    offsets = np.frombuffer(os.pread(chunk.fileno(), 4 * (count + 1), 4), dtype="<u4")
+    if offsets[0] != 4 * (count + 2) or (np.diff(offsets.astype(np.int64)) < 0).any():
+        raise ValueError("its table of where samples start is not LitData's")
+    if offsets[-1] > size:
+        raise EOFError(f"it has {size} bytes and its samples end at byte {offsets[-1]}")
+    return offsets
 
 
 def use_detr_backbone(network: nn.Module, backbone: nn.Module, hidden: int) -> nn.Module:

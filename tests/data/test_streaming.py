@@ -5,6 +5,7 @@ in one line."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -314,6 +315,24 @@ def test_a_chunk_holding_other_samples_than_the_index_lists_is_named(digit_shard
         ShardReader(str(broken / "train")).sample(0)
 
 
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda data: b"\xff\xff\xff\xff" + data[4:], "ends before sample 0 (its header is cut short"),
+        (lambda data: data[:8] + bytes(4) + data[12:], "is not a chunk LitData wrote (its table of where samples"),
+    ],
+    ids=["a sample count beyond the file", "offsets out of order"],
+)
+def test_a_chunk_with_a_broken_header_is_named(digit_shards: Path, tmp_path: Path, damage, said: str) -> None:
+    """The header of the first chunk damaged in place (its size unchanged, so the checks before training pass)."""
+    broken = cut_copy(digit_shards, tmp_path)
+    reader = ShardReader(str(broken / "train"))
+    path = broken / "train" / reader.chunks().names[0]
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(CvkitError, match=re.escape(f"shard {path} {said}")):
+        reader.sample(0)
+
+
 def test_shards_of_another_task_are_refused(digit_shards: Path, tmp_path: Path) -> None:
     result = run_cli("cvkit-train", "task=detection", *streaming(digit_shards), f"hydra.run.dir={tmp_path}")
     assert_exit(result, 2, "hold classification data, and this run is detection: run it with task=classification")
@@ -397,6 +416,31 @@ def test_a_run_from_shards_in_object_storage_is_the_run_from_local_shards(digit_
     again = run_cli("cvkit-train", *run, *warm)
     assert_exit(again, 0)
     assert {path: path.stat().st_ino for path in (tmp_path / "cache").rglob("*.bin")} == cached
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+def test_a_chunk_removed_from_the_nodes_cache_is_fetched_again(digit_shards, s3_server, tmp_path, bounded) -> None:
+    """A chunk this process has read from is removed from the cache (another process made room, or a user
+    cleared it) after its file was closed: the next read of it fetches it again and reads the same sample. A
+    bounded cache finds it gone before opening it; an unbounded one, which trusts a chunk it has seen, when
+    opening it fails."""
+    options, client = s3_server
+    url = upload(client, digit_shards, f"refetch{bounded}")
+    manifest = json.loads((digit_shards / "cvkit.json").read_text())
+    sizes = manifest["splits"]["train"]["files"]
+    cache = tmp_path / "cache"
+    limit = sum(sizes.values()) if bounded else None
+    reader = ShardReader(f"{url}/train", str(cache), client_options(url, options), sizes, manifest["written"], limit)
+    assert reader.sample(0)["index"] == 0
+    chunks = reader.chunks()
+    for file in chunks.open.values():  # as the least recently used files are closed
+        file.close()
+    chunks.open.clear()
+    (cached,) = cache.rglob(chunks.names[0])
+    cached.unlink()
+    local = ShardReader(str(digit_shards / "train")).sample(1)
+    again = reader.sample(1)
+    assert again["index"] == 1 and np.array_equal(again["image"], local["image"]) and cached.is_file()
 
 
 def test_requests_to_s3_are_tried_three_times_with_timeouts() -> None:

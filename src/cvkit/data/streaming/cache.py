@@ -63,6 +63,11 @@ class ChunkCache:
         self.in_use = name
         self.fetch(name)
 
+    def fetch_again(self, name: str) -> None:
+        """Fetch chunk `name` again, unless another process of the node has: it was removed since it was used."""
+        self.present.discard(name)
+        self.use(name)
+
     def fetch(self, name: str) -> None:
         """Download object `name` of the split unless the cache has it (one process of the node does)."""
         path = self.folder / name

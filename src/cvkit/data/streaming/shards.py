@@ -95,17 +95,18 @@ class ShardReader:
     def read(self, index: int) -> dict[str, Any]:
         chunks = self.chunks()
         number = chunks.number_of(index)
-        if self._cache is not None:
-            self._cache.use(chunks.names[number])
+        if self._cache is None:
+            return chunks.read(number, index)
+        self._cache.use(chunks.names[number])
         try:
             return chunks.read(number, index)
-        except FileNotFoundError as err:
-            if self._cache is None:
-                raise CvkitError(
-                    f"shard {err.filename} is missing: copy it again from where the shards were written"
-                ) from err
-            self._cache.use(chunks.names[number])  # another process of the node removed it to make room since
+        except MissingChunkError:  # removed from the node's cache since (to make room, or by hand): fetched again
+            self._cache.fetch_again(chunks.names[number])
             return chunks.read(number, index)
+
+
+class MissingChunkError(CvkitError):
+    """A chunk file of the shards is not where it was."""
 
 
 class ChunkFiles:
@@ -141,7 +142,12 @@ class ChunkFiles:
     def read(self, number: int, index: int) -> dict[str, Any]:
         """Sample `index`, in chunk `number`, decoded."""
         path = self.folder / self.names[number]
-        chunk = self.open.pop(number, None) or open(path, "rb", buffering=0)  # noqa: SIM115 (kept open)
+        try:
+            chunk = self.open.pop(number, None) or open(path, "rb", buffering=0)  # noqa: SIM115 (kept open)
+        except FileNotFoundError as err:
+            raise MissingChunkError(
+                f"shard {path} is missing: copy it again from where the shards were written"
+            ) from err
         try:
             if (offsets := self.offsets.get(number)) is None:
                 offsets = self.offsets[number] = self.sample_offsets(number, chunk)
@@ -162,12 +168,16 @@ class ChunkFiles:
     def sample_offsets(self, number: int, chunk: BinaryIO) -> np.ndarray:
         """Where each sample of chunk `number` starts, and the last ends; a header that lists another number of
         samples than LitData's index names the shards as out of step."""
-        offsets = litdata_sample_offsets(chunk)
+        path = self.folder / self.names[number]
+        try:
+            offsets = litdata_sample_offsets(chunk)
+        except ValueError as err:
+            raise CvkitError(f"shard {path} is not a chunk LitData wrote ({err}): write the shards again") from err
         listed = self.starts[number + 1] - self.starts[number]
         if len(offsets) != listed + 1:
             raise CvkitError(
-                f"shard {self.folder / self.names[number]} holds {len(offsets) - 1} samples and index.json lists "
-                f"{listed}: the index does not match its shards; write them again"
+                f"shard {path} holds {len(offsets) - 1} samples and index.json lists {listed}: the index does not "
+                "match its shards; write them again"
             )
         return offsets
 
